@@ -120,9 +120,9 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
 
 # -----------------------------------------------------------------------------
 # Sampling
-# K samples per problem, in batches of --batch-size through lampo.sample_responses. HF generate
-# runs until the longest sequence of a batch ends, so jobs are sorted by prompt length: a batch
-# holds similar prompts, and the K samples of one problem, which tend to need similar lengths.
+# K samples per problem, in batches of --batch-size through lampo.sample_responses. A batch
+# decodes until its longest sequence ends, so jobs are sorted by prompt length: a batch holds
+# similar prompts, and the K samples of one problem, which need one prefill and similar lengths.
 # Each finished batch is appended (and flushed) to <benchmark>.jsonl; a re-run reads that file
 # back and samples only the (problem, sample) pairs it lacks, so a crash costs one batch.
 
@@ -179,7 +179,7 @@ def run_benchmark(model, tokenizer, gen, name: str, problems: list[dict], args, 
     with tqdm(total=total, initial=total - len(todo), desc=name, unit="sample", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), args.batch_size):
             jobs = todo[start:start + args.batch_size]
-            responses, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], gen, args.batch_size)
+            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], gen, args.batch_size)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             rows = [score(problems[i], s, prompts[i], text, len(tokens), cut)
                     for (i, s), text, tokens, cut in zip(jobs, texts, responses, truncated)]
@@ -267,8 +267,8 @@ def evaluate(args) -> list[dict]:
 
     torch.manual_seed(args.seed)
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    gen = lampo.generation_config(args.max_new_tokens, args.temperature, args.top_p,
-                                  lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
+    gen = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p, lampo.end_token_ids(model, tokenizer),
+                         tokenizer.pad_token_id, top_k=args.top_k)
     results = []
     for name, items in problems.items():
         rows = run_benchmark(model, tokenizer, gen, name, items, args, out / f"{name}.jsonl")

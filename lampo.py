@@ -79,7 +79,7 @@ class Config:
     max_new_tokens: int = arg(4096, "longest response; one cut off here without an answer scores 0")
     temperature: float = arg(1.0, "sampling temperature (log-probs use it too, to describe what was sampled)")
     top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)")
-    gen_batch_size: int = arg(32, "sequences per generate() call; lower it if the KV cache does not fit")
+    gen_batch_size: int = arg(32, "sequences sampled at once; lower it if the KV cache does not fit")
     advantage: str = arg("lampo", "advantage estimator (see the Advantage section)", ("lampo", "grpo", "rloo", "lpo"))
     tau: float = arg(0.1, "LamPO: temperature of the pairwise sigmoid, in nats per token (ours; paper silent)")
     rouge_weight: float = arg(0.1, "alpha: weight of the ROUGE-L reward term (ours; paper silent)")
@@ -215,15 +215,28 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
 
 # -----------------------------------------------------------------------------
 # Sampling
-# HF generate, in chunks of --gen-batch-size sequences so the KV cache fits. Prompts are padded on
-# the left so every row's response starts at the same column. A response ends at its FIRST end
-# token, found by position: Qwen3's pad token (<|endoftext|>) is also one of its end tokens, so
-# masking "every pad id" would drop the real end token and stopping would never be reinforced.
+# A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
+# --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
+# once and its KV cache copied to them. Each step keeps log pi_old(y_t) = log_softmax(logits / T)[y_t]
+# of the token it drew: the old log-probs the update and LamPO's s_i need, with no second pass. On
+# CUDA they come from the bf16 copy that really drew the tokens, the behaviour policy of the ratio.
+# A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
+# also one of its end tokens, so masking "every pad id" would drop the real end token.
 
-def end_token_ids(model, tokenizer) -> list[int]:
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float
+    top_p: float                  # 1.0 = off
+    end_ids: tuple[int, ...]
+    pad_id: int
+    top_k: int = 0                # 0 = off
+
+
+def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = model.generation_config.eos_token_id
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    return sorted(ids | {tokenizer.eos_token_id} - {None})
+    return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,7 +247,7 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-def cut_at_end(tokens: list[int], end_ids: list[int]) -> tuple[list[int], bool]:
+def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
     """The response up to and including its first end token, and whether it was truncated instead."""
     for t, token in enumerate(tokens):
         if token in end_ids:
@@ -242,29 +255,64 @@ def cut_at_end(tokens: list[int], end_ids: list[int]) -> tuple[list[int], bool]:
     return tokens, True
 
 
-def generation_config(max_new_tokens: int, temperature: float, top_p: float, end_ids: list[int], pad_id: int,
-                      top_k: int = 0):
-    """Pure sampling settings; every field set, so the model's own defaults (Qwen3 ships top_k=20) never leak in."""
-    from transformers import GenerationConfig
+def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
+    (the smallest set of most likely tokens whose probability reaches top_p), as HF generate does."""
+    if top_k > 0:
+        kth_best = logp.topk(min(top_k, logp.shape[-1]), -1).values[:, -1:]
+        logp = logp.masked_fill(logp < kth_best, -math.inf)
+    if top_p < 1.0:
+        sorted_logp, order = logp.sort(-1, descending=True)
+        probs = sorted_logp.softmax(-1)                      # renormalised after top-k, as HF does
+        outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
+        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
+    return logp
 
-    return GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k,
-                            max_new_tokens=max_new_tokens, eos_token_id=end_ids, pad_token_id=pad_id)
+
+@torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
+def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
+    device = model.device
+    distinct = {tuple(p): k for k, p in enumerate(dict.fromkeys(map(tuple, prompt_ids)))}
+    ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
+    position = mask.cumsum(-1) - 1
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), use_cache=True,
+                logits_to_keep=1)
+    rows = torch.tensor([distinct[tuple(p)] for p in prompt_ids], device=device)
+    cache = out.past_key_values
+    cache.batch_select_indices(rows)                     # each distinct prompt's cache, copied to its rows
+    logits, mask, position = out.logits[rows, -1], mask[rows], position[rows, -1:]
+    end_ids = torch.tensor(s.end_ids, device=device)
+    ended = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    tokens, logprobs = [], []
+    for _ in range(s.max_new_tokens):
+        logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
+        token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
+        tokens.append(token)
+        logprobs.append(logp.gather(-1, token))
+        ended |= torch.isin(token[:, 0], end_ids)
+        if ended.all():
+            break
+        mask, position = torch.cat([mask, mask.new_ones(len(mask), 1)], 1), position + 1
+        logits = model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=cache,
+                       use_cache=True).logits[:, -1]
+    return torch.cat(tokens, 1), torch.cat(logprobs, 1)
 
 
-@torch.no_grad()
-def sample_responses(model, prompt_ids: list[list[int]], gen, batch_size: int) -> tuple[list[list[int]], list[bool]]:
-    """One sampled response (token ids, exactly as sampled) per prompt row, and truncation flags."""
+def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
+                     batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
+    """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
+    max_new_tokens cut it off before an end token."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
-    device = next(model.parameters()).device
-    responses, truncated = [], []
+    responses, logprobs, truncated = [], [], []
     for start in range(0, len(prompt_ids), batch_size):
-        ids, mask = left_pad(prompt_ids[start:start + batch_size], gen.pad_token_id)
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen)
-        for row in out[:, ids.shape[1]:].tolist():
-            response, cut = cut_at_end(row, gen.eos_token_id)
+        tokens, logp = sample_chunk(model, prompt_ids[start:start + batch_size], s)
+        for row, row_logp in zip(tokens.tolist(), logp.tolist()):
+            response, cut = cut_at_end(row, s.end_ids)
             responses.append(response)
+            logprobs.append(row_logp[:len(response)])
             truncated.append(cut)
-    return responses, truncated
+    return responses, logprobs, truncated
 
 
 # -----------------------------------------------------------------------------
@@ -672,24 +720,28 @@ def make_optimizer(policy, cfg: Config, lam: torch.Tensor | None = None):
 # -----------------------------------------------------------------------------
 # Rollout batch
 # All of a step's sequences in one layout: prompt left-padded to P columns, response right-padded
-# to T. Every response then starts at column P, so the old log-probs, reference log-probs and mask
-# are plain [N, T] tensors. Each micro-batch is cut to the columns its own rows need.
+# to T. Every response then starts at column P, so the old log-probs (recorded while sampling),
+# reference log-probs and mask are plain [N, T] tensors. Each micro-batch is cut to the columns
+# its own rows need.
 
 @dataclass
 class Rollouts:
     input_ids: torch.Tensor       # [N, P + T]
     attention_mask: torch.Tensor  # [N, P + T]
     response_mask: torch.Tensor   # [N, T] 1.0 on response tokens (end token included)
+    old_logp: torch.Tensor        # [N, T] log pi_old of each response token, 0.0 on padding
 
 
-def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int) -> Rollouts:
+def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
+                  pad_id: int) -> Rollouts:
     P, T = max(map(len, prompt_ids)), max(map(len, responses))
-    ids, attn, resp = [], [], []
-    for p, r in zip(prompt_ids, responses):
+    ids, attn, resp, old = [], [], [], []
+    for p, r, lp in zip(prompt_ids, responses, logprobs):
         ids.append([pad_id] * (P - len(p)) + p + r + [pad_id] * (T - len(r)))
         attn.append([0] * (P - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
         resp.append([1.0] * len(r) + [0.0] * (T - len(r)))
-    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp))
+        old.append(lp + [0.0] * (T - len(r)))
+    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), torch.tensor(old))
 
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -715,34 +767,41 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
 
 # -----------------------------------------------------------------------------
 # Update
-# The step's rollouts are split into --mini-batches optimizer steps. The first sees ratio = 1
-# exactly (the policy is still pi_old); later ones see a moved policy, which is when clipping acts.
-# Each mini-batch accumulates gradients over micro-batches; a non-finite loss or gradient skips
-# that optimizer step instead of poisoning the weights.
+# The step's rollouts are split into --mini-batches optimizer steps. The first one's policy is the
+# one that sampled, so its ratio is 1 (on CUDA up to the bf16 sampling copy's rounding: the first
+# mini-batch's mean |log pi_theta - log pi_old| is logged as sampler_logp_gap); later ones see a
+# moved policy, which is when clipping acts. Each mini-batch accumulates gradients over
+# micro-batches of similar-length rows (less padding; the weights are fixed per mini-batch, so the
+# gradient is the same); a non-finite loss or gradient skips that optimizer step.
 
-def update_policy(policy, optimizer, scheduler, batch: Rollouts, old_logp, ref_logp, advantages,
+def update_policy(policy, optimizer, scheduler, batch: Rollouts, ref_logp, advantages,
                   cfg: Config, device, lam: torch.Tensor | None = None) -> dict:
     policy.train()
     lengths = batch.response_mask.sum(1).to(device)
-    totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    tokens_per_row = batch.attention_mask.sum(1)
+    totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "sampler_logp_gap": 0.0}
     finite_updates = []
     minis = torch.arange(len(advantages)).chunk(cfg.mini_batches)
-    for mini in minis:
+    for k, mini in enumerate(minis):
         mask = batch.response_mask[mini].to(device)
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for rows in mini.split(cfg.micro_batch_size):
+        for rows in mini[tokens_per_row[mini].argsort(stable=True)].split(cfg.micro_batch_size):
             ids, attn, t = micro_batch(batch, rows, device)
             # Rebuilt for every backward pass: with lambda-GRPO the weights carry lam's gradient.
             f = None if lam is None else length_preference(lengths.view(-1, cfg.group_size), lam, cfg.lambda_r).flatten()[mini]
             weights = token_weights(mask, cfg.loss_agg, f)[rows - mini[0], :t]
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
-            loss, stats = policy_loss(logp, old_logp[rows, :t].to(device), advantages[rows].to(device),
+            old_logp = batch.old_logp[rows, :t].to(device)
+            loss, stats = policy_loss(logp, old_logp, advantages[rows].to(device),
                                       weights, cfg.clip_low, cfg.clip_high,
                                       None if ref_logp is None else ref_logp[rows, :t].to(device), cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
+            if k == 0:
+                gap = (logp.detach() - old_logp).abs() * mask[rows - mini[0], :t]
+                totals["sampler_logp_gap"] += gap.sum().item() / mask.sum().item()
             for key, value in stats.items():
                 totals[key] += value / len(minis)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm))
@@ -815,8 +874,8 @@ def prepare_output_dir(path: str) -> Path:
 
 # -----------------------------------------------------------------------------
 # Training loop
-# Each step: take prompts_per_step problems, sample group_size responses for each, score them
-# (on a worker thread, while the GPU computes log-probs), compute the old-policy and reference
+# Each step: take prompts_per_step problems, sample group_size responses for each (keeping their
+# old-policy log-probs), score them on a worker thread while the GPU computes the reference
 # log-probs, turn rewards into advantages, and take mini_batches clipped optimizer steps.
 
 def load_models(cfg: Config, device: torch.device, start_from: str):
@@ -869,8 +928,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     tokenizer, policy, sampler, ref = load_models(cfg, device, str(resume_from or cfg.model))
     lam = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "lambda" else None
     optimizer, scheduler = make_optimizer(policy, cfg, lam)
-    end_ids, pad_id = end_token_ids(policy, tokenizer), tokenizer.pad_token_id
-    gen = generation_config(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_ids, pad_id)
+    pad_id = tokenizer.pad_token_id
+    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_token_ids(policy, tokenizer), pad_id)
     reward_fn = reward_fn or (lambda text, ex: reward(text, ex, cfg.rouge_weight))
 
     examples, dropped = load_examples(cfg)
@@ -908,13 +967,12 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 group_examples = [example_at(examples, data_position + k, cfg.seed)
                                   for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
                 rows = [ex["prompt_ids"] for ex in group_examples]
-                responses, truncated = sample_responses(sampler, rows, gen, cfg.gen_batch_size)
+                responses, logprobs, truncated = sample_responses(sampler, rows, sampling, cfg.gen_batch_size)
                 texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
                 scoring = scorer.submit(score_responses, reward_fn, texts, group_examples)
                 t1 = time.perf_counter()
 
-                batch = pack_rollouts(rows, responses, pad_id)
-                old_logp = rollout_logprobs(policy, batch, cfg, device)
+                batch = pack_rollouts(rows, responses, logprobs, pad_id)
                 ref_logp = rollout_logprobs(ref, batch, cfg, device) if ref is not None else None
                 t2 = time.perf_counter()
 
@@ -922,10 +980,10 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 rewards = torch.tensor([s["reward"] for s in scored], dtype=torch.float32)
                 lengths = batch.response_mask.sum(1)
                 grouped = (cfg.prompts_per_step, cfg.group_size)
-                advantages = ADVANTAGES[cfg.advantage](rewards.view(grouped), old_logp.sum(1).view(grouped),
+                advantages = ADVANTAGES[cfg.advantage](rewards.view(grouped), batch.old_logp.sum(1).view(grouped),
                                                        lengths.view(grouped), cfg).flatten()
                 t3 = time.perf_counter()
-                stats = update_policy(policy, optimizer, scheduler, batch, old_logp, ref_logp, advantages, cfg, device, lam)
+                stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, device, lam)
                 if sampler is not policy:
                     sampler.load_state_dict(policy.state_dict())
                 step, data_position = step + 1, data_position + cfg.prompts_per_step
@@ -936,7 +994,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        "rouge_mean": sum(s["rouge"] for s in scored) / len(scored),
                        "adv_abs_mean": advantages.abs().mean().item(), "response_len_mean": lengths.mean().item(),
                        "truncated_frac": sum(truncated) / len(truncated),
-                       **{k: stats[k] for k in ("clip_frac", "kl", "loss", "grad_norm")},
+                       **{k: stats[k] for k in ("clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap")},
                        "lr": scheduler.get_last_lr()[0], "skipped_updates": stats["finite_updates"].count(False),
                        **({"lam": lam.item()} if lam is not None else {}),
                        "time_generate": t1 - t0, "time_score": score_seconds, "time_logprobs": t2 - t1,

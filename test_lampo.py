@@ -585,9 +585,10 @@ def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(tokenize
     assert lampo.cut_at_end([5, 6, pad, pad, pad], ends) == ([5, 6, pad], False)
     assert lampo.cut_at_end([5, im_end, pad, pad], ends) == ([5, im_end], False)
     assert lampo.cut_at_end([5, 6, 7], ends) == ([5, 6, 7], True)
-    batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], pad_id=pad)
+    batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], [[-1.0, -2.0, -3.0], [-4.0]], pad_id=pad)
     # the end token is trained on (mask 1) although its id equals the padding after it
     assert batch.response_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch.old_logp.tolist() == [[-1, -2, -3], [-4, 0, 0]]
     assert batch.input_ids.tolist() == [[1, 2, 3, 5, 6, pad], [pad, pad, 4, 7, pad, pad]]
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0]]
 
@@ -595,15 +596,70 @@ def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(tokenize
 def test_sampled_ids_are_trained_on_verbatim(model, tokenizer):
     """The rollout batch holds the exact sampled ids; nothing is decoded and re-tokenised."""
     end_ids = lampo.end_token_ids(model, tokenizer)
-    gen = lampo.generation_config(12, 1.0, 1.0, end_ids, tokenizer.pad_token_id)
+    sampling = lampo.Sampling(12, 1.0, 1.0, end_ids, tokenizer.pad_token_id)
     prompts = [tokenizer("Hi there", add_special_tokens=False)["input_ids"], [7, 8]]
     torch.manual_seed(0)
-    responses, truncated = lampo.sample_responses(model, prompts, gen, batch_size=2)
-    batch = lampo.pack_rollouts(prompts, responses, tokenizer.pad_token_id)
+    responses, logprobs, truncated = lampo.sample_responses(model, prompts, sampling, batch_size=2)
+    batch = lampo.pack_rollouts(prompts, responses, logprobs, tokenizer.pad_token_id)
     P = batch.input_ids.shape[1] - batch.response_mask.shape[1]
     for row, response, cut in zip(range(2), responses, truncated):
         assert batch.input_ids[row, P:P + len(response)].tolist() == response
         assert cut == (response[-1] not in end_ids) and (cut or len(response) <= 12)
+        assert all(t not in end_ids for t in response[:-1])       # cut at the first end token
+
+
+def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypatch):
+    """The log-probs kept while decoding (one prefill per distinct prompt, KV cache, left padding,
+    several chunks) are the ones token_logprobs recomputes on the packed batch: pi_old is right."""
+    monkeypatch.setattr(lampo, "LOGIT_CHUNK_TOKENS", 10)
+    rng = random.Random(3)
+    distinct = [[rng.randrange(256) for _ in range(n)] for n in (5, 11, 2)]
+    prompts = [distinct[0]] * 3 + [distinct[1]] * 2 + [distinct[2], distinct[0]]  # groups, one split by chunking
+    sampling = lampo.Sampling(9, 0.7, 0.9, lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=40)
+    torch.manual_seed(0)
+    responses, logprobs, _ = lampo.sample_responses(model, prompts, sampling, batch_size=4)
+    batch = lampo.pack_rollouts(prompts, responses, logprobs, tokenizer.pad_token_id)
+    ids, attn, t = lampo.micro_batch(batch, torch.arange(len(prompts)), "cpu")
+    with torch.no_grad():
+        recomputed = token_logprobs(model, ids, attn, t, temperature=0.7) * batch.response_mask
+    assert len(set(map(tuple, responses))) > 1 and batch.response_mask.sum() > len(prompts)
+    torch.testing.assert_close(batch.old_logp, recomputed, atol=1e-5, rtol=0)
+
+
+def test_truncate_distribution_matches_hf_warpers():
+    """top-k then top-p, as HF generate's TopKLogitsWarper and TopPLogitsWarper keep tokens."""
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(0)
+    logp = torch.log_softmax(3 * torch.randn(64, 300), -1)
+    for top_k, top_p in [(0, 0.9), (20, 1.0), (20, 0.95), (0, 0.3), (5, 0.5)]:
+        ours = lampo.truncate_distribution(logp, top_k, top_p)
+        theirs = logp
+        if top_k:
+            theirs = TopKLogitsWarper(top_k)(None, theirs)
+        if top_p < 1:
+            theirs = TopPLogitsWarper(top_p)(None, theirs)
+        assert torch.equal(ours.isfinite(), theirs.isfinite()), (top_k, top_p)
+        assert torch.equal(ours[ours.isfinite()], logp[ours.isfinite()])
+
+
+def test_sampling_draws_from_the_tempered_truncated_distribution(model):
+    """Empirical next-token frequencies over 4,000 rows match softmax(logits / T) restricted to the top-k."""
+    prompt, T, k = [5, 6, 7], 0.5, 4
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]
+    expected = torch.softmax(logits / T, -1)
+    top = expected.topk(k).indices
+    expected = expected[top] / expected[top].sum()
+    torch.manual_seed(0)
+    responses, logprobs, _ = lampo.sample_responses(model, [prompt] * 4000, lampo.Sampling(1, T, 1.0, (), 256, top_k=k),
+                                                    batch_size=4000)
+    first = torch.tensor([r[0] for r in responses])
+    observed = torch.stack([(first == token).float().mean() for token in top])
+    assert set(first.tolist()) <= set(top.tolist())
+    assert (observed - expected).abs().max() < 0.03
+    torch.testing.assert_close(torch.tensor([lp[0] for lp in logprobs]),
+                               torch.log_softmax(logits / T, -1)[first], atol=1e-5, rtol=0)
 
 
 def step_batch(tokenizer, seed=0):
@@ -611,7 +667,8 @@ def step_batch(tokenizer, seed=0):
     rng = random.Random(seed)
     prompts = [[rng.randrange(256) for _ in range(rng.randint(3, 9))] for _ in range(8)]
     responses = [[rng.randrange(256) for _ in range(rng.randint(1, 7))] for _ in range(8)]
-    return lampo.pack_rollouts(prompts, responses, tokenizer.pad_token_id)
+    logprobs = [[0.0] * len(r) for r in responses]          # replaced by each test that needs them
+    return lampo.pack_rollouts(prompts, responses, logprobs, tokenizer.pad_token_id)
 
 
 def gradient_after_update(model, batch, micro_batch_size):
@@ -621,9 +678,24 @@ def gradient_after_update(model, batch, micro_batch_size):
     optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
     old = lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=(old - 0.1) * batch.response_mask)
     advantages = torch.linspace(-1, 1, 8)
-    lampo.update_policy(policy, optimizer, scheduler, batch, old - 0.1, None, advantages, cfg, torch.device("cpu"))
+    lampo.update_policy(policy, optimizer, scheduler, batch, None, advantages, cfg, torch.device("cpu"))
     return torch.cat([(p - q).flatten() for p, q in zip(policy.parameters(), model.parameters())])
+
+
+def test_micro_batches_group_rows_of_similar_length(model, tokenizer, monkeypatch):
+    """Short rows are not padded to a long neighbour's length: 4 short and 4 long responses,
+    interleaved, make 2 micro-batches of each kind, not 4 mixed ones."""
+    responses = [[5] * n for n in (1, 7) * 4]
+    batch = lampo.pack_rollouts([[1, 2, 3]] * 8, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    shapes, real = [], lampo.token_logprobs
+    monkeypatch.setattr(lampo, "token_logprobs", lambda m, ids, *a, **k: shapes.append(tuple(ids.shape)) or real(m, ids, *a, **k))
+    cfg = Config(micro_batch_size=2, mini_batches=1, kl_coef=0.0)
+    policy = copy.deepcopy(model)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg)
+    lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg, torch.device("cpu"))
+    assert sorted(shapes) == [(2, 4), (2, 4), (2, 10), (2, 10)]
 
 
 def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
@@ -632,8 +704,8 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     cfg = Config(micro_batch_size=4, mini_batches=1, kl_coef=0.0, loss_agg="lambda", group_size=4, lambda_lr=0.1)
     lam = torch.zeros((), requires_grad=True)
     optimizer, scheduler = lampo.make_optimizer(policy, cfg, lam)
-    old = lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu"))
-    lampo.update_policy(policy, optimizer, scheduler, batch, old, None, torch.linspace(-1, 1, 8), cfg,
+    batch = dataclasses.replace(batch, old_logp=lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu")))
+    lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg,
                         torch.device("cpu"), lam)
     assert lam.item() != 0.0
 
@@ -643,16 +715,6 @@ def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
     assert one.abs().max() > 0
     torch.testing.assert_close(one, four, atol=1e-6, rtol=1e-4)
-
-
-def test_first_mini_batch_sees_ratio_one(model, tokenizer):
-    """Old log-probs come from the same forward as the update: the first ratio is exactly 1."""
-    batch = step_batch(tokenizer, seed=1)
-    cfg = Config(micro_batch_size=4, kl_coef=0.0)
-    old = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
-    ids, attn, t = lampo.micro_batch(batch, torch.arange(4), "cpu")
-    new = token_logprobs(model, ids, attn, t) * batch.response_mask[:4, :t]
-    torch.testing.assert_close(new, old[:4, :t], atol=1e-6, rtol=0)
 
 
 # -----------------------------------------------------------------------------
@@ -702,6 +764,8 @@ def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, adv
     last = sum(r["reward_mean"] for r in history[-3:]) / 3
     assert first <= 0.2 and last >= 0.6, (first, last)
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
+    # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old exactly
+    assert max(r["sampler_logp_gap"] for r in history) < 1e-5
     assert ("lam" in history[-1]) == (loss_agg == "lambda")
 
 
@@ -710,7 +774,7 @@ def read_jsonl(path):
 
 
 METRIC_KEYS = {"step", "reward_mean", "accuracy", "rouge_mean", "adv_abs_mean", "response_len_mean",
-               "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "lr", "time_generate",
+               "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr", "time_generate",
                "time_score", "time_logprobs", "time_update", "time_step"}
 
 

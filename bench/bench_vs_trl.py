@@ -203,12 +203,10 @@ def lampo_config(args, model_dir: str, data_file: str, work: Path, run_id: str):
 def run_lampo(cfg, baton: Baton) -> dict:
     M = cfg.max_new_tokens
     clock = StepClock()
-    original_config, original_append = lampo.generation_config, lampo.append_jsonl
+    original_end_ids, original_append = lampo.end_token_ids, lampo.append_jsonl
 
-    def generation_config_with_min(*a, **k):
-        gen = original_config(*a, **k)
-        gen.min_new_tokens = gen.max_new_tokens            # every response runs to max_new_tokens
-        return gen
+    def no_end_ids(model, tokenizer):
+        return ()                                          # nothing ends a response: all run to max_new_tokens
 
     def append_jsonl_hook(path, rows):
         if Path(path).name == "metrics.jsonl":            # called once per step, right after the step
@@ -220,11 +218,11 @@ def run_lampo(cfg, baton: Baton) -> dict:
     def reward_fn(text, example):
         return {"reward": cheap_reward(text), "correct": 0.0, "rouge": 0.0}
 
-    lampo.generation_config, lampo.append_jsonl = generation_config_with_min, append_jsonl_hook
+    lampo.end_token_ids, lampo.append_jsonl = no_end_ids, append_jsonl_hook
     try:
         rows = lampo.train(cfg, reward_fn=reward_fn)
     finally:
-        lampo.generation_config, lampo.append_jsonl = original_config, original_append
+        lampo.end_token_ids, lampo.append_jsonl = original_end_ids, original_append
         baton.finish("lampo", "TRL")
     for row in rows:
         if row["response_len_mean"] != M or row["truncated_frac"] != 1.0:
