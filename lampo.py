@@ -217,9 +217,10 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
 # Sampling
 # A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
 # --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
-# once and its KV cache copied to them. Each step keeps log pi_old(y_t) = log_softmax(logits / T)[y_t]
-# of the token it drew: the old log-probs the update and LamPO's s_i need, with no second pass. On
-# CUDA they come from the bf16 copy that really drew the tokens, the behaviour policy of the ratio.
+# once and its KV cache copied to them. The cache is allocated whole up front (a too-large batch
+# fails at once, and no step re-copies a growing cache). Each step keeps log pi_old(y_t) =
+# log_softmax(logits / T)[y_t] of the token it drew: the old log-probs the update and LamPO's s_i
+# need, with no second pass. On CUDA they come from the bf16 copy that really drew the tokens.
 # A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
 # also one of its end tokens, so masking "every pad id" would drop the real end token.
 
@@ -272,20 +273,25 @@ def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
 def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
+    from transformers import StaticCache
+
     device = model.device
     distinct = {tuple(p): k for k, p in enumerate(dict.fromkeys(map(tuple, prompt_ids)))}
     ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
+    width = ids.shape[1]
+    cache = StaticCache(config=model.config, max_cache_len=width + s.max_new_tokens)
     position = mask.cumsum(-1) - 1
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), use_cache=True,
-                logits_to_keep=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
     rows = torch.tensor([distinct[tuple(p)] for p in prompt_ids], device=device)
-    cache = out.past_key_values
-    cache.batch_select_indices(rows)                     # each distinct prompt's cache, copied to its rows
-    logits, mask, position = out.logits[rows, -1], mask[rows], position[rows, -1:]
-    end_ids = torch.tensor(s.end_ids, device=device)
+    for layer in cache.layers:                           # each distinct prompt's keys and values, copied to its rows
+        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+    logits, position = out.logits[rows, -1], position[rows, -1:]
+    mask = torch.cat([mask[rows], mask.new_zeros(len(rows), s.max_new_tokens)], 1)    # [N, width + max_new_tokens]
+    end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
     ended = torch.zeros(len(rows), dtype=torch.bool, device=device)
     tokens, logprobs = [], []
-    for _ in range(s.max_new_tokens):
+    for t in range(s.max_new_tokens):
         logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
         token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
         tokens.append(token)
@@ -293,9 +299,9 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
         ended |= torch.isin(token[:, 0], end_ids)
         if ended.all():
             break
-        mask, position = torch.cat([mask, mask.new_ones(len(mask), 1)], 1), position + 1
-        logits = model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=cache,
-                       use_cache=True).logits[:, -1]
+        mask[:, width + t], position = 1, position + 1
+        logits = model(input_ids=token, attention_mask=mask[:, :width + t + 1], position_ids=position,
+                       past_key_values=cache, use_cache=True).logits[:, -1]
     return torch.cat(tokens, 1), torch.cat(logprobs, 1)
 
 

@@ -11,9 +11,10 @@ Defaults: --size small, P = 4 prompts per step, G = 4, so 16 responses of exactl
 (4 micro-batches accumulated into one optimizer step), 8 steps per trainer with the first dropped,
 2 torch threads, float32 on CPU.
 
-What one "step" is, on both sides: sample G responses for each of the step's prompts (one
-model.generate call for the whole batch), score them, compute whatever log-probs the trainer
-needs, and take ONE optimizer step (gradient accumulation over micro-batches, clipping, AdamW).
+What one "step" is, on both sides: sample G responses for each of the step's prompts (the whole
+batch at once: TRL through model.generate, lampo through its own decode loop), score them, compute
+whatever log-probs the trainer needs, and take ONE optimizer step (gradient accumulation over
+micro-batches, clipping, AdamW).
 
 Same on both sides (every setting, so nothing favours one):
   * model: one folder, built once by test_lampo.build_tiny_model into a temp dir, loaded by both
@@ -29,14 +30,14 @@ Same on both sides (every setting, so nothing favours one):
   * group size G (lampo --group-size, TRL num_generations); prompts per step P (TRL: the
     generation batch is P*G completions: per_device_train_batch_size=micro, gradient_accumulation_steps
     = steps_per_generation = P*G/micro, num_iterations=1, so one generation batch = one optimizer step).
-  * every response is exactly --max-new-tokens long: min_new_tokens = max_new_tokens on both sides.
-    TRL: max_completion_length=M, generation_kwargs={"min_new_tokens": M}. lampo has no such flag:
-    this script monkeypatches lampo.generation_config (the function train() builds its GenerationConfig
-    with) to set min_new_tokens = max_new_tokens on the config it returns; nothing else changes.
+  * every response is exactly --max-new-tokens long. TRL: max_completion_length=M,
+    generation_kwargs={"min_new_tokens": M} (end tokens are masked out until M). lampo has no such
+    flag: this script monkeypatches lampo.end_token_ids (which train() asks for the tokens that end a
+    response) to return none, so no sampled token ends a response; nothing else changes.
     The script checks that every response on both sides has exactly M tokens.
   * sampling: do_sample, temperature 1.0, top_p 1.0, top_k 0 (off; TRL's GRPOConfig default top_k is
-    0 too), no repetition penalty, min_p off; one generate() call per step (lampo gen_batch_size =
-    P*G; TRL generation_batch_size = P*G).
+    0 too), no repetition penalty, min_p off; all P*G sequences decoded as one batch (lampo
+    gen_batch_size = P*G; TRL generation_batch_size = P*G).
   * reward: the same trivial function on both sides (cheap_reward: parity of the letter count), so
     reward time is negligible and the rewards are not all equal.
   * update: one optimizer step per generation batch (lampo mini_batches=1; TRL as above), same
@@ -70,15 +71,20 @@ are dropped; the medians of the rest are reported (pooled over --rounds repeated
     append, tqdm; TRL: dataloader fetch, logging checks). "CPU s/step": the process CPU time over the
     same span (less sensitive to other processes on the machine; with 2 threads it counts both).
     Both are cross-checks; the verdict uses "step".
-  * per-phase split of lampo from its metrics rows (time_generate, time_logprobs, time_update;
-    time_score runs on a worker thread in parallel with the log-probs). For TRL the script wraps
+  * per-phase split of lampo from its metrics rows (time_generate: decoding, with the old log-probs;
+    time_logprobs: packing the batch, plus the reference pass, which beta 0 skips; time_update;
+    time_score runs on a worker thread meanwhile). For TRL the script wraps
     (times, does not change) GRPOTrainer._generate_single_turn (model.generate plus EOS masking) and
     _generate_and_score_completions (generation + scoring + advantages); "update" = step minus that.
 
 Known differences that are part of what each trainer does, not settings:
-  * With num_iterations=1 and one optimizer step per generation, TRL skips the old-policy log-prob
-    forward pass (it uses the current log-probs, detached, as pi_old). lampo always runs it: LamPO's
-    advantage needs the old policy's sequence scores s_i. That pass is in lampo's step time.
+  * Neither runs a separate old-policy log-prob pass. TRL, with num_iterations=1 and one optimizer
+    step per generation, uses the current log-probs, detached, as pi_old. lampo keeps the log-prob
+    of each token as it samples it (LamPO's s_i need pi_old before the update).
+  * lampo prefills each distinct prompt once and copies its KV cache to the G rows of its group;
+    HF generate (TRL) prefills all P*G rows. With these short responses the prompts are more than
+    half of all tokens, so this matters more here than in a real run (prompts ~150 tokens,
+    responses thousands).
   * TRL computes per-token entropies in its loss forward and gathers metrics; lampo computes clip
     fraction; both are small next to the model passes.
 """
@@ -449,13 +455,13 @@ def main():
           f"TRL optimizer {trl_opt}, TRL grad-ckpt {trl_ckpt}")
     print(f"timing: median over {n_meas} steps per side ({args.rounds} run(s) x {args.steps} steps, "
           f"first {args.warmup} of each run dropped; the two runs interleaved step by step)\n")
-    header = (f"{'':8}{'step s':>9}{'step-to-step s':>16}{'CPU s/step':>12}{'generate s':>12}{'old logp s':>12}"
+    header = (f"{'':8}{'step s':>9}{'step-to-step s':>16}{'CPU s/step':>12}{'generate s':>12}{'logp pass s':>12}"
               f"{'update s':>10}{'score s':>9}")
     print(header)
     print("-" * len(header))
     for side in ("lampo", "TRL"):
         m = med[side]
-        logp = f"{m['logprobs']:12.3f}" if side == "lampo" else f"{'(skipped)':>12}"
+        logp = f"{m['logprobs']:12.3f}" if side == "lampo" else f"{'-':>12}"
         score = f"{m['score']:9.4f}" if side == "lampo" else f"{'-':>9}"
         update = m["update"]
         print(f"{side:8}{m['step']:9.3f}{m['step_to_step']:16.3f}{m['cpu_step_to_step']:12.3f}{m['generate']:12.3f}"
