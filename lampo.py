@@ -276,14 +276,14 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     from transformers import StaticCache
 
     device = model.device
-    distinct = {tuple(p): k for k, p in enumerate(dict.fromkeys(map(tuple, prompt_ids)))}
+    distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
     ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
     width = ids.shape[1]
     cache = StaticCache(config=model.config, max_cache_len=width + s.max_new_tokens)
     position = mask.cumsum(-1) - 1
     out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
-    rows = torch.tensor([distinct[tuple(p)] for p in prompt_ids], device=device)
+    rows = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N] prefill row of each
     for layer in cache.layers:                           # each distinct prompt's keys and values, copied to its rows
         layer.keys, layer.values = layer.keys[rows], layer.values[rows]
     logits, position = out.logits[rows, -1], position[rows, -1:]
