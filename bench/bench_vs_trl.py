@@ -62,8 +62,8 @@ worker thread; at the end of each step a trainer hands over the turn and blocks,
 computes at a time and changes in machine load hit both alike). The first --warmup steps of each run
 are dropped; the medians of the rest are reported (pooled over --rounds repeated pairs of runs).
   * "step" column: the trainer's own step span. lampo: time_step from train()'s metrics rows (from
-    picking the step's prompts through the optimizer step: generate, decode, score, pack, old
-    log-probs, advantages, update). TRL: a TrainerCallback from on_step_begin to on_step_end, which
+    picking the step's prompts through the optimizer step: sample (keeping the old log-probs),
+    decode to text, score, pack, advantages, update). TRL: a TrainerCallback from on_step_begin to on_step_end, which
     spans all gradient-accumulation micro-steps including generation and scoring (inside the first
     micro-step's _prepare_inputs), clipping, optimizer and scheduler step.
   * "step-to-step" column: wall time from a trainer getting the turn back after its step k to the end
