@@ -302,8 +302,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-new-tokens", type=int, default=32768,
         help="longest response; one cut off here without an answer scores 0")
     add("--batch-size", type=int, default=16,
-        help="sequences per generate() call; a 32k-token Qwen3-1.7B sequence holds 3.5 GiB of KV cache "
-             "(28 layers x 8 heads x 128 dims x K,V x 2 bytes = 112 KiB a token), so 16 fit an 80 GB GPU")
+        help="sequences sampled at once; their KV cache is allocated up front for the whole --max-new-tokens: "
+             "3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims x K,V x 2 bytes = "
+             "112 KiB a token), so 16 fit an 80 GB GPU")
     add("--output-dir", help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
     add("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto picks CUDA when available")
     add("--seed", type=int, default=0, help="seed for sampling")
