@@ -769,6 +769,39 @@ def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, adv
     assert ("lam" in history[-1]) == (loss_agg == "lambda")
 
 
+def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_path, monkeypatch):
+    """CUDA's layout, on CPU: a bf16 sampling copy beside the fp32 policy. Every step samples with
+    the policy's latest weights (rounded to bf16), sampler_logp_gap sees the rounding, and the reward
+    still rises."""
+    made, synced = {}, []
+    load_models, sample_responses = lampo.load_models, lampo.sample_responses
+
+    def with_bf16_sampler(cfg, device, start_from):
+        tokenizer, policy, sampler, ref = load_models(cfg, device, start_from)
+        assert sampler is policy                                   # on CPU the policy samples for itself
+        made["policy"], made["sampler"] = policy, copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
+        return tokenizer, policy, made["sampler"], ref
+
+    def checked_sampling(model, *args):
+        assert model is made["sampler"]
+        synced.append(all(torch.equal(s, p.detach().to(torch.bfloat16))
+                          for s, p in zip(model.parameters(), made["policy"].parameters())))
+        return sample_responses(model, *args)
+
+    monkeypatch.setattr(lampo, "load_models", with_bf16_sampler)
+    monkeypatch.setattr(lampo, "sample_responses", checked_sampling)
+    cfg = tiny_config(tiny_model, toy_jsonl, tmp_path, steps=30, prompts_per_step=4, group_size=8, max_new_tokens=6,
+                      lr=1e-2, kl_coef=0.0, micro_batch_size=16, gen_batch_size=32, save_every=1000,
+                      log_samples_every=0)
+    history = lampo.train(cfg, reward_fn=digit_reward)
+    assert synced == [True] * 30
+    gaps = [r["sampler_logp_gap"] for r in history]
+    assert min(gaps) > 1e-4 and max(gaps) < 0.1, gaps
+    first = sum(r["reward_mean"] for r in history[:3]) / 3
+    last = sum(r["reward_mean"] for r in history[-3:]) / 3
+    assert first <= 0.2 and last >= 0.6, (first, last)
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
