@@ -20,6 +20,8 @@ import json
 import math
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -1176,3 +1178,20 @@ def test_eval_refuses_to_mix_samples_from_other_settings(tiny_model, bench_files
             "--device", "cpu", "--output-dir", str(tmp_path)]
     lampo_eval.main(argv)
     expect_usage_error(capsys, [*argv, "--temperature", "1.0"], "temperature 0.6 -> 1.0", "another --output-dir")
+
+
+# -----------------------------------------------------------------------------
+# bench/bench_gpu_step.py: it needs a GPU, which is seldom lent, so a tiny CPU run keeps it working
+
+def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
+    out = tmp_path / "gpu_step.json"
+    script = Path(__file__).parent / "bench" / "bench_gpu_step.py"
+    run = subprocess.run([sys.executable, str(script), "--size", "tiny", "--json", str(out), "--", "--device", "cpu",
+                          "--max-new-tokens", "4", "--prompts-per-step", "2", "--group-size", "2",
+                          "--micro-batch-size", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (step,) = report["steps"]
+    assert report["config"]["max_new_tokens"] == 4 and step["gen_tokens_per_s"] > 0
+    assert step["time_step"] >= step["time_generate"] + step["time_update"] > 0
+    assert "peak GB sample" in run.stdout and report["params"] > 0
