@@ -969,6 +969,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     try:
         with ThreadPoolExecutor(max_workers=1) as scorer:
             while step < cfg.steps:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()     # so peak_gpu_gb is this step's own peak
                 t0 = time.perf_counter()
                 group_examples = [example_at(examples, data_position + k, cfg.seed)
                                   for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
@@ -1003,6 +1005,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        **{k: stats[k] for k in ("clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap")},
                        "lr": scheduler.get_last_lr()[0], "skipped_updates": stats["finite_updates"].count(False),
                        **({"lam": lam.item()} if lam is not None else {}),
+                       **({"peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30} if device.type == "cuda" else {}),
                        "time_generate": t1 - t0, "time_score": score_seconds, "time_logprobs": t2 - t1,
                        "time_update": t4 - t3, "time_step": t4 - t0}
                 history.append(row)
