@@ -18,7 +18,8 @@ worst case for memory and time. The prompts are byte-level, one token per charac
 tokens); Qwen3's tokenizer makes them about 4x shorter, which changes little next to 4,096 new tokens.
 
 Reported per step: torch.cuda.max_memory_allocated during sampling, the reference pass and the update
-(reset before each), memory held once the models are loaded, generation tokens/s (responses x new
+(reset before each), the step's peak (the largest of those and lampo's own peak_gpu_gb, which covers
+the update and the sampler's re-sync after it), memory held once the models are loaded, generation tokens/s (responses x new
 tokens / time_generate), lampo's own time_* split and sampler_logp_gap from its metrics rows, and the
 time and size of the final checkpoint save.
 """
@@ -124,9 +125,12 @@ def main():
               "build_seconds": build_seconds, "loaded_GB": loaded["GB"], "checkpoint_GB": saved,
               "save_seconds": memory.seconds.get("save"), "steps": []}
     for k, row in enumerate(rows):
+        peaks = {f"peak_GB_{name}": memory.peaks[name][k] if name in memory.peaks else None
+                 for name in ("sample", "reference", "update")}
+        # lampo's own peak_gpu_gb covers what follows the last reset: the update and the sampler's re-sync
+        whole = [x for x in [*peaks.values(), row.get("peak_gpu_gb")] if x is not None]
         report["steps"].append({
-            "step": row["step"], **{f"peak_GB_{name}": memory.peaks[name][k] if name in memory.peaks else None
-                                    for name in ("sample", "reference", "update")},
+            "step": row["step"], **peaks, "peak_GB_step": max(whole) if whole else None,
             "gen_tokens_per_s": N * row["response_len_mean"] / row["time_generate"],
             **{key: row[key] for key in row if key.startswith("time_")}, "sampler_logp_gap": row["sampler_logp_gap"]})
 
@@ -136,16 +140,16 @@ def main():
     gb = lambda x: "-" if x is None else f"{x:.1f}"
     print(f"model build {build_seconds:.0f} s; held after loading the models: {gb(loaded['GB'])} GB; "
           f"final checkpoint {saved:.1f} GB in {sum(memory.seconds.get('save', [0])):.0f} s")
-    header = ["step", "peak GB sample", "peak GB ref", "peak GB update", "gen tok/s",
+    header = ["step", "peak GB sample", "peak GB ref", "peak GB update", "peak GB step", "gen tok/s",
               "generate s", "score s", "logprobs s", "update s", "step s", "logp gap"]
     print("  ".join(header))
     for s in report["steps"]:
-        cells = [str(s["step"]), gb(s["peak_GB_sample"]), gb(s["peak_GB_reference"]), gb(s["peak_GB_update"]),
+        cells = [str(s["step"]), *(gb(s[f"peak_GB_{name}"]) for name in ("sample", "reference", "update", "step")),
                  f"{s['gen_tokens_per_s']:.0f}", *(f"{s[k]:.1f}" for k in ("time_generate", "time_score",
                  "time_logprobs", "time_update", "time_step")), f"{s['sampler_logp_gap']:.2e}"]
         print("  ".join(c.rjust(len(h)) for c, h in zip(cells, header)))
     if cuda:
-        peak = max(max(v) for v in memory.peaks.values() if v and v[0] is not None)
+        peak = max(s["peak_GB_step"] for s in report["steps"])
         print(f"peak GPU memory of a step: {peak:.1f} GB (target <= 60 GB: {'PASS' if peak <= 60 else 'FAIL'})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
