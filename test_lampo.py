@@ -628,6 +628,24 @@ def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypat
     torch.testing.assert_close(batch.old_logp, recomputed, atol=1e-5, rtol=0)
 
 
+def test_decoding_attends_only_over_the_filled_cache(model, monkeypatch):
+    """The KV cache is allocated for prompt + max_new_tokens, but decode step t hands attention only
+    the prompt + t positions written so far (FilledKVLayer), not the whole preallocated buffer."""
+    key_lengths = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, value, *args, **kwargs):
+        key_lengths.append(key.shape[-2])
+        return sdpa(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    prompts, n = [[5, 6, 7, 8], [9, 10]], 6                    # left-padded to width 4
+    lampo.sample_responses(model, prompts, lampo.Sampling(n, 1.0, 1.0, (), 256), batch_size=2)
+    layers = model.config.num_hidden_layers
+    # prefill 4 keys; then the forward pass for token t (t = 1..n-1) sees 4 + t
+    assert key_lengths == [length for length in range(4, 4 + n) for _ in range(layers)]
+
+
 def test_truncate_distribution_matches_hf_warpers():
     """top-k then top-p, as HF generate's TopKLogitsWarper and TopPLogitsWarper keep tokens."""
     from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
