@@ -176,7 +176,9 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         examples.append({"problem": row[cfg.prompt_field], "answer": str(gold),
                          "solution": row[cfg.solution_field] or ""})
     if not examples:
-        raise UsageError(f"no row of {cfg.dataset} has a gold answer in column {answer_col!r}")
+        where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
+        hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"
+        raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
     return examples, len(table) - len(examples)
 
 

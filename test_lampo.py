@@ -932,6 +932,7 @@ def with_arg(args, flag, value):
     ("--dataset", "/no/such/file.jsonl", "dataset file not found"),
     ("--dataset", "__txt__", "unknown dataset format '.txt'"),
     ("--prompt-field", "question", "has no column 'question' (it has: problem, level, type, solution)"),
+    ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
     ("--group-size", "1", "--group-size must be at least 2"),
     ("--lr", "0", "--lr must be positive"),
     ("--steps", "-1", "--steps must be positive"),
