@@ -784,7 +784,8 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
     """Per-token log-probs of every response under `model`, [N, T] float32, zero on padding."""
     model.eval()
     out = torch.zeros_like(batch.response_mask)
-    for rows in torch.arange(len(out)).split(cfg.micro_batch_size):
+    by_length = batch.attention_mask.sum(1).argsort(stable=True)      # micro-batches of similar rows: less padding
+    for rows in by_length.split(cfg.micro_batch_size):
         ids, attn, t = micro_batch(batch, rows, device)
         with autocast(device):
             out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()

@@ -705,8 +705,8 @@ def gradient_after_update(model, batch, micro_batch_size):
 
 
 def test_micro_batches_group_rows_of_similar_length(model, tokenizer, monkeypatch):
-    """Short rows are not padded to a long neighbour's length: 4 short and 4 long responses,
-    interleaved, make 2 micro-batches of each kind, not 4 mixed ones."""
+    """Short rows are not padded to a long neighbour's length, in the update and in the reference
+    pass: 4 short and 4 long responses, interleaved, make 2 micro-batches of each kind, not 4 mixed ones."""
     responses = [[5] * n for n in (1, 7) * 4]
     batch = lampo.pack_rollouts([[1, 2, 3]] * 8, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
     shapes, real = [], lampo.token_logprobs
@@ -716,6 +716,13 @@ def test_micro_batches_group_rows_of_similar_length(model, tokenizer, monkeypatc
     optimizer, scheduler = lampo.make_optimizer(policy, cfg)
     lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg, torch.device("cpu"))
     assert sorted(shapes) == [(2, 4), (2, 4), (2, 10), (2, 10)]
+    shapes.clear()
+    ref_logp = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
+    assert sorted(shapes) == [(2, 4), (2, 4), (2, 10), (2, 10)]
+    with torch.no_grad():                                   # each row's own log-probs, wherever it was batched
+        alone = [token_logprobs(model, *lampo.micro_batch(batch, torch.tensor([i]), "cpu")) for i in range(8)]
+    for i, row in enumerate(alone):
+        torch.testing.assert_close(ref_logp[i, :row.shape[1]], row[0], atol=1e-5, rtol=0)
 
 
 def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
