@@ -779,13 +779,18 @@ def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tens
     return batch.input_ids[rows, cols].to(device), batch.attention_mask[rows, cols].to(device), t
 
 
+def micro_batches(batch: Rollouts, rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """rows split into micro-batches of `size`, shortest sequences first: a short row is not padded to a
+    long neighbour's length."""
+    return rows[batch.attention_mask[rows].sum(1).argsort(stable=True)].split(size)
+
+
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
     """Per-token log-probs of every response under `model`, [N, T] float32, zero on padding."""
     model.eval()
     out = torch.zeros_like(batch.response_mask)
-    by_length = batch.attention_mask.sum(1).argsort(stable=True)      # micro-batches of similar rows: less padding
-    for rows in by_length.split(cfg.micro_batch_size):
+    for rows in micro_batches(batch, torch.arange(len(out)), cfg.micro_batch_size):
         ids, attn, t = micro_batch(batch, rows, device)
         with autocast(device):
             out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
@@ -805,7 +810,6 @@ def update_policy(policy, optimizer, scheduler, batch: Rollouts, ref_logp, advan
                   cfg: Config, device, lam: torch.Tensor | None = None) -> dict:
     policy.train()
     lengths = batch.response_mask.sum(1).to(device)
-    tokens_per_row = batch.attention_mask.sum(1)
     totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "sampler_logp_gap": 0.0}
     finite_updates = []
     minis = torch.arange(len(advantages)).chunk(cfg.mini_batches)
@@ -813,7 +817,7 @@ def update_policy(policy, optimizer, scheduler, batch: Rollouts, ref_logp, advan
         mask = batch.response_mask[mini].to(device)
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for rows in mini[tokens_per_row[mini].argsort(stable=True)].split(cfg.micro_batch_size):
+        for rows in micro_batches(batch, mini, cfg.micro_batch_size):
             ids, attn, t = micro_batch(batch, rows, device)
             # Rebuilt for every backward pass: with lambda-GRPO the weights carry lam's gradient.
             f = None if lam is None else length_preference(lengths.view(-1, cfg.group_size), lam, cfg.lambda_r).flatten()[mini]
