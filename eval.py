@@ -162,7 +162,7 @@ def score(problem: dict, sample: int, prompt: str, response: str, length: int, t
             "length": length, "truncated": truncated}
 
 
-def run_benchmark(model, tokenizer, gen, name: str, problems: list[dict], args, path: Path) -> list[dict]:
+def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], args, path: Path) -> list[dict]:
     """All K rows of every problem, read back from path or sampled and appended to it."""
     prompts = [lampo.build_prompt(tokenizer, p["problem"], args.thinking, p["instruction"]) for p in problems]
     finished = read_finished(path)
@@ -179,7 +179,8 @@ def run_benchmark(model, tokenizer, gen, name: str, problems: list[dict], args, 
     with tqdm(total=total, initial=total - len(todo), desc=name, unit="sample", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), args.batch_size):
             jobs = todo[start:start + args.batch_size]
-            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], gen, args.batch_size)
+            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], sampling,
+                                                             args.batch_size)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             rows = [score(problems[i], s, prompts[i], text, len(tokens), cut)
                     for (i, s), text, tokens, cut in zip(jobs, texts, responses, truncated)]
@@ -267,11 +268,11 @@ def evaluate(args) -> list[dict]:
 
     torch.manual_seed(args.seed)
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    gen = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p, lampo.end_token_ids(model, tokenizer),
-                         tokenizer.pad_token_id, top_k=args.top_k)
+    sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p, lampo.end_token_ids(model, tokenizer),
+                              tokenizer.pad_token_id, top_k=args.top_k)
     results = []
     for name, items in problems.items():
-        rows = run_benchmark(model, tokenizer, gen, name, items, args, out / f"{name}.jsonl")
+        rows = run_benchmark(model, tokenizer, sampling, name, items, args, out / f"{name}.jsonl")
         results.append(summarize(name, rows, args.samples))
     (out / "results.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     print(format_table(results))
