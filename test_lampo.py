@@ -33,7 +33,7 @@ import lampo
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
 
-SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "testdata"   # real benchmark rows; provenance in its README
 QWEN3_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n"
@@ -95,7 +95,7 @@ def write_jsonl(path, rows):
 @pytest.fixture(scope="session")
 def math_jsonl(tmp_path_factory):
     """MATH-lighteval's schema (problem, level, type, solution) with real MATH-500 problems."""
-    rows = [json.loads(line) for line in (SHARED_DATA / "math500.jsonl").read_text().splitlines()[:12]]
+    rows = [json.loads(line) for line in (TEST_DATA / "math500.jsonl").read_text().splitlines()[:12]]
     rows = [{"problem": r["problem"][:200], "level": f"Level {r['level']}", "type": r["subject"],
              "solution": r["solution"]} for r in rows]
     rows.append({"problem": "A row whose solution has no boxed answer.", "level": "Level 1",
@@ -494,7 +494,7 @@ def test_huge_and_pathological_inputs():
 
 
 def test_math500_solutions_match_answers():
-    with open(SHARED_DATA / "math500.jsonl") as f:
+    with open(TEST_DATA / "math500.jsonl") as f:
         rows = [json.loads(line) for line in f]
     matched = sum(is_equiv(extract_answer(r["solution"]), r["answer"]) for r in rows)
     assert matched >= 0.99 * len(rows)
@@ -960,9 +960,9 @@ def test_bad_input_gets_one_clear_line(capsys, good_args, tmp_path, flag, value,
 # -----------------------------------------------------------------------------
 # eval.py: fixture files with each hub dataset's real column names
 
-def shared_rows(name, n):
+def real_rows(name, n):
     """The first n real problems, cut to 200 characters: the tiny model's prompts stay short and fast."""
-    rows = [json.loads(line) for line in (SHARED_DATA / f"{name}.jsonl").read_text().splitlines()[:n]]
+    rows = [json.loads(line) for line in (TEST_DATA / f"{name}.jsonl").read_text().splitlines()[:n]]
     return [{**row, "problem": row["problem"][:200]} for row in rows]
 
 
@@ -987,11 +987,11 @@ def bench_files(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("benchmarks")
     aime24 = [{"id": 60 + i, "problem": r["problem"], "solution": r["solution"], "answer": r["answer_raw"],
-               "url": r["url"], "year": "2024"} for i, r in enumerate(shared_rows("aime24", 4))]
+               "url": r["url"], "year": "2024"} for i, r in enumerate(real_rows("aime24", 4))]
     datasets.Dataset.from_list(aime24).to_parquet(folder / "aime_2024.parquet")
-    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]} for r in shared_rows("aime25", 4)]
+    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]} for r in real_rows("aime25", 4)]
     math500 = [{k: r[k] for k in ("problem", "solution", "answer", "subject", "level", "unique_id")}
-               for r in shared_rows("math500", 4)]
+               for r in real_rows("math500", 4)]
     with open(folder / "gpqa_diamond.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(GPQA_ROWS[0]))
         writer.writeheader()
@@ -1135,7 +1135,7 @@ def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_r
 
     rows = read_rows(out / "aime24.jsonl")
     assert sorted((r["id"], r["sample"]) for r in rows) == [(i, s) for i in ("60", "61", "62") for s in (0, 1)]
-    problem = shared_rows("aime24", 1)[0]["problem"]
+    problem = real_rows("aime24", 1)[0]["problem"]
     assert rows[[r["id"] for r in rows].index("60")]["prompt"] == lampo.build_prompt(tokenizer, problem)
     for row in rows:
         assert set(row) == {"id", "sample", "prompt", "response", "extracted", "gold", "correct", "length",
