@@ -107,242 +107,18 @@ class Config:
     seed: int = arg(0, "seed for data order and sampling")
 
 
-class UsageError(Exception):
-    """Bad input: main() prints the message on one line and exits with code 2."""
-
-
-POSITIVE = ("lr", "steps", "max_new_tokens", "tau", "lpo_tau", "temperature", "prompts_per_step", "gen_batch_size",
-            "mini_batches", "micro_batch_size", "save_every")
-
-
-def validate(cfg: Config) -> None:
-    if cfg.group_size < 2:
-        raise UsageError(f"--group-size must be at least 2 (got {cfg.group_size}): advantages compare the "
-                         "responses of a group")
-    for f in fields(Config):
-        value, flag, choices = getattr(cfg, f.name), "--" + f.name.replace("_", "-"), f.metadata["choices"]
-        if choices and value not in choices:
-            raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
-        if f.name in POSITIVE and not value > 0:
-            raise UsageError(f"{flag} must be positive (got {value})")
-
-
 # -----------------------------------------------------------------------------
-# Data
-# A table of problems from the hub or a local file. Each example keeps the problem, the gold
-# answer (the answer column, or the last \boxed{} of the worked solution) and the solution itself,
-# which is the ROUGE-L reference. Rows with no usable gold answer are dropped and counted.
+# Reward
+#     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
+# The ROUGE-L term is small on purpose: it breaks ties inside all-wrong (or all-right) groups,
+# which would otherwise carry no signal, without ever outweighing a correct answer.
+# A reward function takes (response text, example) and returns {"reward", "correct", "rouge"};
+# train(cfg, reward_fn=...) accepts any other verifier with that contract.
 
-LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-def load_table(source: str, split: str = "train", config: str | None = None):
-    """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
-    import datasets
-
-    path = Path(source).expanduser()
-    if path.suffix in LOCAL_FORMATS or path.exists():
-        if not path.is_file():
-            raise UsageError(f"dataset file not found: {source}")
-        if path.suffix not in LOCAL_FORMATS:
-            raise UsageError(f"unknown dataset format {path.suffix!r} for {source}: "
-                             f"use one of {', '.join(LOCAL_FORMATS)}")
-        datasets.disable_progress_bars()      # a local file loads at once; its bar would only clutter the log
-        return datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
-    try:
-        return datasets.load_dataset(source, config, split=split)
-    except Exception as e:  # not found, offline, gated, bad split: the library's own words say which
-        raise UsageError(f"could not load dataset {source!r} (split {split!r}): {first_line(e)}") from None
-
-
-def require_columns(table, columns: list[str], source: str, flag_hint: str) -> None:
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise UsageError(f"dataset {source} has no column {', '.join(map(repr, missing))} (it has: "
-                         f"{', '.join(table.column_names)}); {flag_hint}")
-
-
-def load_examples(cfg: Config) -> tuple[list[dict], int]:
-    """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
-    table = load_table(cfg.dataset, cfg.split, cfg.dataset_config)
-    answer_col = cfg.answer_field or cfg.solution_field
-    require_columns(table, sorted({cfg.prompt_field, cfg.solution_field, answer_col}), cfg.dataset,
-                    "map yours with --prompt-field, --solution-field and --answer-field")
-    examples = []
-    for row in table:
-        gold = row[answer_col] if cfg.answer_field else last_boxed(row[cfg.solution_field] or "")
-        if gold is None or not str(gold).strip():
-            continue
-        examples.append({"problem": row[cfg.prompt_field], "answer": str(gold),
-                         "solution": row[cfg.solution_field] or ""})
-    if not examples:
-        where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
-        hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"
-        raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
-    return examples, len(table) - len(examples)
-
-
-def example_at(examples: list[dict], position: int, seed: int) -> dict:
-    """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
-    epoch, i = divmod(position, len(examples))
-    order = list(range(len(examples)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return examples[order[i]]
-
-
-# -----------------------------------------------------------------------------
-# Prompts
-# The model's own chat template, so training and eval.py see exactly what Qwen3 expects.
-# Qwen3's template takes enable_thinking: on, the model writes <think>...</think> before answering.
-# A tokenizer without a chat template (a base model) gets a plain-text prompt.
-
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-def build_prompt(tokenizer, problem: str, thinking: bool = True, instruction: str = MATH_INSTRUCTION) -> str:
-    content = f"{problem}\n\n{instruction}"
-    if tokenizer.chat_template is None:
-        return f"Question: {content}\nAnswer:"
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=thinking)
-
-
-def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: int) -> list[list[int]]:
-    """Token ids of each prompt; the chat template already holds the special tokens."""
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    too_long = [len(x) for x in ids if len(x) + max_new_tokens > context]
-    if too_long:
-        raise UsageError(f"{len(too_long)} prompt(s) (up to {max(too_long)} tokens) plus --max-new-tokens "
-                         f"{max_new_tokens} exceed the model's context of {context} tokens: lower "
-                         "--max-new-tokens or filter the dataset")
-    return ids
-
-
-# -----------------------------------------------------------------------------
-# Sampling
-# A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
-# --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
-# once and its KV cache copied to them. The cache is allocated whole up front (a too-large batch
-# fails at once, and no step re-copies a growing cache), but attention reads only its filled part.
-# Each step keeps log pi_old(y_t) = log_softmax(logits / T)[y_t] of the token it drew: the old
-# log-probs the update and LamPO's s_i need, with no second pass. On CUDA they come from the bf16
-# copy that really drew the tokens.
-# A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
-# also one of its end tokens, so masking "every pad id" would drop the real end token.
-
-@dataclass(frozen=True)
-class Sampling:
-    max_new_tokens: int
-    temperature: float
-    top_p: float                  # 1.0 = off
-    end_ids: tuple[int, ...]
-    pad_id: int
-    top_k: int = 0                # 0 = off
-
-
-def end_token_ids(model, tokenizer) -> tuple[int, ...]:
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
-
-
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_ids and attention_mask, [N, max_len], padded on the left."""
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
-
-
-def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
-    """The response up to and including its first end token, and whether it was truncated instead."""
-    for t, token in enumerate(tokens):
-        if token in end_ids:
-            return tokens[: t + 1], False
-    return tokens, True
-
-
-def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
-    (the smallest set of most likely tokens whose probability reaches top_p), as HF generate does."""
-    if top_k > 0:
-        kth_best = logp.topk(min(top_k, logp.shape[-1]), -1).values[:, -1:]
-        logp = logp.masked_fill(logp < kth_best, -math.inf)
-    if top_p < 1.0:
-        sorted_logp, order = logp.sort(-1, descending=True)
-        probs = sorted_logp.softmax(-1)                      # renormalised after top-k, as HF does
-        outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
-        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
-    return logp
-
-
-class FilledKVLayer(StaticLayer):
-    """A StaticLayer whose attention reads only the positions written so far, as views of the
-    preallocated buffer. Read whole, the buffer would cost every decode step prompt + max_new_tokens
-    positions, about twice the average need; at the defaults on Qwen3-1.7B (32 rows x 4,300
-    positions x 112 KiB) that read is 15.8 GB a step against 3.4 GB of weights."""
-
-    def __init__(self, max_cache_len: int):
-        super().__init__(max_cache_len)
-        self.filled = 0                                    # a Python int: reading it never syncs the GPU
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        keys, values = super().update(key_states, value_states, *args, **kwargs)
-        self.filled += key_states.shape[-2]
-        return keys[:, :, :self.filled], values[:, :, :self.filled]
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
-
-
-@torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
-    device = model.device
-    distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
-    ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
-    width = ids.shape[1]
-    cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(model.config.num_hidden_layers)])
-    position = mask.cumsum(-1) - 1
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
-    rows = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N] prefill row of each
-    for layer in cache.layers:                           # each distinct prompt's keys and values, copied to its rows
-        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
-    logits, position = out.logits[rows, -1], position[rows, -1:]
-    mask = torch.cat([mask[rows], mask.new_zeros(len(rows), s.max_new_tokens)], 1)    # [N, width + max_new_tokens]
-    end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
-    ended = torch.zeros(len(rows), dtype=torch.bool, device=device)
-    tokens, logprobs = [], []
-    for t in range(s.max_new_tokens):
-        if t > 0:                                        # token 0's logits came from the prefill
-            mask[:, width + t - 1], position = 1, position + 1
-            logits = model(input_ids=token, attention_mask=mask[:, :width + t], position_ids=position,
-                           past_key_values=cache, use_cache=True).logits[:, -1]
-        logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
-        token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
-        tokens.append(token)
-        logprobs.append(logp.gather(-1, token))
-        ended |= torch.isin(token[:, 0], end_ids)
-        if ended.all():
-            break
-    return torch.cat(tokens, 1), torch.cat(logprobs, 1)
-
-
-def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
-                     batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
-    """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
-    max_new_tokens cut it off before an end token."""
-    model.eval()                              # eval mode: activation checkpointing off, KV cache on
-    responses, logprobs, truncated = [], [], []
-    for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp = sample_chunk(model, prompt_ids[start:start + batch_size], s)
-        for row, row_logp in zip(tokens.tolist(), logp.tolist()):
-            response, cut = cut_at_end(row, s.end_ids)
-            responses.append(response)
-            logprobs.append(row_logp[:len(response)])
-            truncated.append(cut)
-    return responses, logprobs, truncated
+def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
+    correct = float(is_equiv(extract_answer(response), example["answer"]))
+    rouge = rouge_l_f1(response, example["solution"]) if example.get("solution") else 0.0
+    return {"reward": correct + rouge_weight * rouge, "correct": correct, "rouge": rouge}
 
 
 # -----------------------------------------------------------------------------
@@ -553,20 +329,6 @@ def rouge_l_f1(response: str, reference: str) -> float:
 
 
 # -----------------------------------------------------------------------------
-# Reward
-#     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
-# The ROUGE-L term is small on purpose: it breaks ties inside all-wrong (or all-right) groups,
-# which would otherwise carry no signal, without ever outweighing a correct answer.
-# A reward function takes (response text, example) and returns {"reward", "correct", "rouge"};
-# train(cfg, reward_fn=...) accepts any other verifier with that contract.
-
-def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
-    correct = float(is_equiv(extract_answer(response), example["answer"]))
-    rouge = rouge_l_f1(response, example["solution"]) if example.get("solution") else 0.0
-    return {"reward": correct + rouge_weight * rouge, "correct": correct, "rouge": rouge}
-
-
-# -----------------------------------------------------------------------------
 # Advantage
 # How hard to push each response of a group, from its rewards R and the old policy's sequence
 # log-probs L_i = sum_t log pi_old(y_i,t) (s_i = L_i / |y_i| per token). R, L, s, A are [B, G].
@@ -693,54 +455,180 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
 
 
 # -----------------------------------------------------------------------------
-# Models and precision
-# On CUDA the trained policy keeps fp32 master weights (and fp32 AdamW state) and runs its matmuls
-# in bf16 under autocast. Why: at lr 1e-6 an AdamW step moves a weight by about 1e-6, while bf16
-# can only resolve |w| * 2^-8 (8e-5 for w = 0.02), so plain bf16 weights round most updates away.
-# Sampling uses a bf16 copy, re-synced after every step: decoding is bound by reading the weights,
-# and autocast would re-cast all fp32 weights to bf16 for every generated token.
-# On CPU (tests, smoke runs) everything is float32 and the policy samples for itself.
+# Update
+# The step's rollouts are split into --mini-batches optimizer steps. The first one's policy is the
+# one that sampled, so its ratio is 1 (on CUDA up to the bf16 sampling copy's rounding: the first
+# mini-batch's mean |log pi_theta - log pi_old| is logged as sampler_logp_gap); later ones see a
+# moved policy, which is when clipping acts. Each mini-batch accumulates gradients over
+# micro-batches of similar-length rows (less padding; the weights are fixed per mini-batch, so the
+# gradient is the same); a non-finite loss or gradient skips that optimizer step.
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
-    return torch.device(name)
+def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
+                  cfg: Config, device, lam: torch.Tensor | None = None) -> dict:
+    policy.train()
+    lengths = batch.response_mask.sum(1).to(device)
+    totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "sampler_logp_gap": 0.0}
+    finite_updates = []
+    minis = torch.arange(len(advantages)).chunk(cfg.mini_batches)
+    for k, mini in enumerate(minis):
+        mask = batch.response_mask[mini].to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for rows in micro_batches(batch, mini, cfg.micro_batch_size):
+            ids, attn, t = micro_batch(batch, rows, device)
+            # Rebuilt for every backward pass: with lambda-GRPO the weights carry lam's gradient.
+            f = None if lam is None else length_preference(lengths.view(-1, cfg.group_size), lam, cfg.lambda_r).flatten()[mini]
+            weights = token_weights(mask, cfg.loss_agg, f)[rows - mini[0], :t]
+            with autocast(device):
+                logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
+            old_logp = batch.old_logp[rows, :t].to(device)
+            loss, stats = policy_loss(logp, old_logp, advantages[rows].to(device),
+                                      weights, cfg.clip_low, cfg.clip_high,
+                                      None if ref_logp is None else ref_logp[rows, :t].to(device), cfg.kl_coef)
+            loss.backward()
+            loss_sum += loss.item()
+            if k == 0:
+                gap = (logp.detach() - old_logp).abs() * mask[rows - mini[0], :t]
+                totals["sampler_logp_gap"] += gap.sum().item() / mask.sum().item()
+            for key, value in stats.items():
+                totals[key] += value / len(minis)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm))
+        finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
+        if finite:
+            optimizer.step()
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)                # frees the gradients before sampling
+        finite_updates.append(finite)
+        totals["loss"] += loss_sum / len(minis)
+        totals["grad_norm"] += grad_norm / len(minis)
+    return {**totals, "finite_updates": finite_updates}
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+# -----------------------------------------------------------------------------
+# Sampling
+# A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
+# --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
+# once and its KV cache copied to them. The cache is allocated whole up front (a too-large batch
+# fails at once, and no step re-copies a growing cache), but attention reads only its filled part.
+# Each step keeps log pi_old(y_t) = log_softmax(logits / T)[y_t] of the token it drew: the old
+# log-probs the update and LamPO's s_i need, with no second pass. On CUDA they come from the bf16
+# copy that really drew the tokens.
+# A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
+# also one of its end tokens, so masking "every pad id" would drop the real end token.
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float
+    top_p: float                  # 1.0 = off
+    end_ids: tuple[int, ...]
+    pad_id: int
+    top_k: int = 0                # 0 = off
 
 
-def from_pretrained(auto_class, source: str, **kwargs):
-    """auto_class.from_pretrained(source), with a one-line error for a missing folder or hub id."""
-    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
-    if looks_local and not Path(source).expanduser().exists():
-        raise UsageError(f"model path not found: {source}")
-    try:
-        return auto_class.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"could not load {source!r} (a local folder or hub id): {first_line(e)}") from None
+def end_token_ids(model, tokenizer) -> tuple[int, ...]:
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
 
 
-def load_tokenizer(source: str):
-    tokenizer = from_pretrained(AutoTokenizer, source)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask, [N, max_len], padded on the left."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
 
 
-def load_model(source: str, device: torch.device, dtype: torch.dtype):
-    return from_pretrained(AutoModelForCausalLM, source, dtype=dtype).to(device)
+def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
+    """The response up to and including its first end token, and whether it was truncated instead."""
+    for t, token in enumerate(tokens):
+        if token in end_ids:
+            return tokens[: t + 1], False
+    return tokens, True
 
 
-def make_optimizer(policy, cfg: Config, lam: torch.Tensor | None = None):
-    """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
-    groups = [{"params": list(policy.parameters())}] + ([{"params": [lam], "lr": cfg.lambda_lr}] if lam is not None else [])
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=next(policy.parameters()).is_cuda)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
-    return optimizer, warmup
+def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
+    (the smallest set of most likely tokens whose probability reaches top_p), as HF generate does."""
+    if top_k > 0:
+        kth_best = logp.topk(min(top_k, logp.shape[-1]), -1).values[:, -1:]
+        logp = logp.masked_fill(logp < kth_best, -math.inf)
+    if top_p < 1.0:
+        sorted_logp, order = logp.sort(-1, descending=True)
+        probs = sorted_logp.softmax(-1)                      # renormalised after top-k, as HF does
+        outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
+        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
+    return logp
+
+
+class FilledKVLayer(StaticLayer):
+    """A StaticLayer whose attention reads only the positions written so far, as views of the
+    preallocated buffer. Read whole, the buffer would cost every decode step prompt + max_new_tokens
+    positions, about twice the average need; at the defaults on Qwen3-1.7B (32 rows x 4,300
+    positions x 112 KiB) that read is 15.8 GB a step against 3.4 GB of weights."""
+
+    def __init__(self, max_cache_len: int):
+        super().__init__(max_cache_len)
+        self.filled = 0                                    # a Python int: reading it never syncs the GPU
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        keys, values = super().update(key_states, value_states, *args, **kwargs)
+        self.filled += key_states.shape[-2]
+        return keys[:, :, :self.filled], values[:, :, :self.filled]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
+
+
+@torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
+def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
+    device = model.device
+    distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
+    ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
+    width = ids.shape[1]
+    cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(model.config.num_hidden_layers)])
+    position = mask.cumsum(-1) - 1
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    rows = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N] prefill row of each
+    for layer in cache.layers:                           # each distinct prompt's keys and values, copied to its rows
+        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+    logits, position = out.logits[rows, -1], position[rows, -1:]
+    mask = torch.cat([mask[rows], mask.new_zeros(len(rows), s.max_new_tokens)], 1)    # [N, width + max_new_tokens]
+    end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
+    ended = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    tokens, logprobs = [], []
+    for t in range(s.max_new_tokens):
+        if t > 0:                                        # token 0's logits came from the prefill
+            mask[:, width + t - 1], position = 1, position + 1
+            logits = model(input_ids=token, attention_mask=mask[:, :width + t], position_ids=position,
+                           past_key_values=cache, use_cache=True).logits[:, -1]
+        logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
+        token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
+        tokens.append(token)
+        logprobs.append(logp.gather(-1, token))
+        ended |= torch.isin(token[:, 0], end_ids)
+        if ended.all():
+            break
+    return torch.cat(tokens, 1), torch.cat(logprobs, 1)
+
+
+def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
+                     batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
+    """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
+    max_new_tokens cut it off before an end token."""
+    model.eval()                              # eval mode: activation checkpointing off, KV cache on
+    responses, logprobs, truncated = [], [], []
+    for start in range(0, len(prompt_ids), batch_size):
+        tokens, logp = sample_chunk(model, prompt_ids[start:start + batch_size], s)
+        for row, row_logp in zip(tokens.tolist(), logp.tolist()):
+            response, cut = cut_at_end(row, s.end_ids)
+            responses.append(response)
+            logprobs.append(row_logp[:len(response)])
+            truncated.append(cut)
+    return responses, logprobs, truncated
 
 
 # -----------------------------------------------------------------------------
@@ -798,142 +686,10 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
 
 
 # -----------------------------------------------------------------------------
-# Update
-# The step's rollouts are split into --mini-batches optimizer steps. The first one's policy is the
-# one that sampled, so its ratio is 1 (on CUDA up to the bf16 sampling copy's rounding: the first
-# mini-batch's mean |log pi_theta - log pi_old| is logged as sampler_logp_gap); later ones see a
-# moved policy, which is when clipping acts. Each mini-batch accumulates gradients over
-# micro-batches of similar-length rows (less padding; the weights are fixed per mini-batch, so the
-# gradient is the same); a non-finite loss or gradient skips that optimizer step.
-
-def update_policy(policy, optimizer, scheduler, batch: Rollouts, ref_logp, advantages,
-                  cfg: Config, device, lam: torch.Tensor | None = None) -> dict:
-    policy.train()
-    lengths = batch.response_mask.sum(1).to(device)
-    totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "sampler_logp_gap": 0.0}
-    finite_updates = []
-    minis = torch.arange(len(advantages)).chunk(cfg.mini_batches)
-    for k, mini in enumerate(minis):
-        mask = batch.response_mask[mini].to(device)
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for rows in micro_batches(batch, mini, cfg.micro_batch_size):
-            ids, attn, t = micro_batch(batch, rows, device)
-            # Rebuilt for every backward pass: with lambda-GRPO the weights carry lam's gradient.
-            f = None if lam is None else length_preference(lengths.view(-1, cfg.group_size), lam, cfg.lambda_r).flatten()[mini]
-            weights = token_weights(mask, cfg.loss_agg, f)[rows - mini[0], :t]
-            with autocast(device):
-                logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
-            old_logp = batch.old_logp[rows, :t].to(device)
-            loss, stats = policy_loss(logp, old_logp, advantages[rows].to(device),
-                                      weights, cfg.clip_low, cfg.clip_high,
-                                      None if ref_logp is None else ref_logp[rows, :t].to(device), cfg.kl_coef)
-            loss.backward()
-            loss_sum += loss.item()
-            if k == 0:
-                gap = (logp.detach() - old_logp).abs() * mask[rows - mini[0], :t]
-                totals["sampler_logp_gap"] += gap.sum().item() / mask.sum().item()
-            for key, value in stats.items():
-                totals[key] += value / len(minis)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm))
-        finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
-        if finite:
-            optimizer.step()
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)                # frees the gradients before sampling
-        finite_updates.append(finite)
-        totals["loss"] += loss_sum / len(minis)
-        totals["grad_norm"] += grad_norm / len(minis)
-    return {**totals, "finite_updates": finite_updates}
-
-
-# -----------------------------------------------------------------------------
-# Checkpoints
-# Hugging Face folders (model + tokenizer via save_pretrained, loadable by AutoModelForCausalLM and
-# vLLM) plus trainer_state.pt: optimizer, scheduler, step, data position and RNG states, so a
-# resumed run continues exactly. Written to a temporary folder and renamed into place: a crash
-# mid-save never corrupts the newest checkpoint. The master weights are saved in fp32, so resuming
-# loses nothing; load them with dtype=torch.bfloat16 for inference.
-
-def checkpoints(out_dir: Path) -> list[Path]:
-    found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
-                    keep: int, lam: torch.Tensor | None) -> Path:
-    final = out_dir / f"checkpoint-{step}"
-    if final.exists():
-        return final
-    tmp = out_dir / f".tmp-checkpoint-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "data_position": data_position, "lam": lam, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               tmp / "trainer_state.pt")
-    os.replace(tmp, final)
-    for old in checkpoints(out_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def trim_jsonl(path: Path, max_step: int) -> None:
-    """Drop rows logged after the checkpoint a run resumes from, so no step appears twice."""
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= max_step]
-        path.write_text("".join(row + "\n" for row in rows))
-
-
-def append_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("a") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-
-
-def prepare_output_dir(path: str) -> Path:
-    out = Path(path).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") from None
-    return out
-
-
-# -----------------------------------------------------------------------------
 # Training loop
 # Each step: take prompts_per_step problems, sample group_size responses for each (keeping their
 # old-policy log-probs), score them on a worker thread while the GPU computes the reference
 # log-probs, turn rewards into advantages, and take mini_batches clipped optimizer steps.
-
-def load_models(cfg: Config, device: torch.device, start_from: str):
-    """Tokenizer, trained policy (fp32), sampler (bf16 copy on CUDA) and frozen reference (if kl_coef > 0)."""
-    tokenizer = load_tokenizer(cfg.model)
-    policy = load_model(start_from, device, torch.float32)
-    policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    sampler = load_model(start_from, device, frozen_dtype) if device.type == "cuda" else policy
-    ref = load_model(cfg.model, device, frozen_dtype) if cfg.kl_coef > 0 else None  # always the initial model
-    for frozen in (m for m in (sampler, ref) if m is not None and m is not policy):
-        frozen.eval().requires_grad_(False)
-    return tokenizer, policy, sampler, ref
-
-
-def restore(checkpoint_dir: Path, optimizer, scheduler, lam) -> tuple[int, int]:
-    """Load trainer_state.pt into the optimizer, scheduler, lam and RNGs; returns (step, data position)."""
-    state = torch.load(checkpoint_dir / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if lam is not None:
-        lam.data.copy_(state["lam"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["data_position"]
-
 
 def score_responses(reward_fn, texts: list[str], examples: list[dict]) -> tuple[list[dict], float]:
     start = time.perf_counter()
@@ -1060,8 +816,252 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
 
 
 # -----------------------------------------------------------------------------
+# Data
+# A table of problems from the hub or a local file. Each example keeps the problem, the gold
+# answer (the answer column, or the last \boxed{} of the worked solution) and the solution itself,
+# which is the ROUGE-L reference. Rows with no usable gold answer are dropped and counted.
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_table(source: str, split: str = "train", config: str | None = None):
+    """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
+    import datasets
+
+    path = Path(source).expanduser()
+    if path.suffix in LOCAL_FORMATS or path.exists():
+        if not path.is_file():
+            raise UsageError(f"dataset file not found: {source}")
+        if path.suffix not in LOCAL_FORMATS:
+            raise UsageError(f"unknown dataset format {path.suffix!r} for {source}: "
+                             f"use one of {', '.join(LOCAL_FORMATS)}")
+        datasets.disable_progress_bars()      # a local file loads at once; its bar would only clutter the log
+        return datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+    try:
+        return datasets.load_dataset(source, config, split=split)
+    except Exception as e:  # not found, offline, gated, bad split: the library's own words say which
+        raise UsageError(f"could not load dataset {source!r} (split {split!r}): {first_line(e)}") from None
+
+
+def require_columns(table, columns: list[str], source: str, flag_hint: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise UsageError(f"dataset {source} has no column {', '.join(map(repr, missing))} (it has: "
+                         f"{', '.join(table.column_names)}); {flag_hint}")
+
+
+def load_examples(cfg: Config) -> tuple[list[dict], int]:
+    """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
+    table = load_table(cfg.dataset, cfg.split, cfg.dataset_config)
+    answer_col = cfg.answer_field or cfg.solution_field
+    require_columns(table, sorted({cfg.prompt_field, cfg.solution_field, answer_col}), cfg.dataset,
+                    "map yours with --prompt-field, --solution-field and --answer-field")
+    examples = []
+    for row in table:
+        gold = row[answer_col] if cfg.answer_field else last_boxed(row[cfg.solution_field] or "")
+        if gold is None or not str(gold).strip():
+            continue
+        examples.append({"problem": row[cfg.prompt_field], "answer": str(gold),
+                         "solution": row[cfg.solution_field] or ""})
+    if not examples:
+        where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
+        hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"
+        raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
+    return examples, len(table) - len(examples)
+
+
+def example_at(examples: list[dict], position: int, seed: int) -> dict:
+    """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
+    epoch, i = divmod(position, len(examples))
+    order = list(range(len(examples)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return examples[order[i]]
+
+
+# -----------------------------------------------------------------------------
+# Prompts
+# The model's own chat template, so training and eval.py see exactly what Qwen3 expects.
+# Qwen3's template takes enable_thinking: on, the model writes <think>...</think> before answering.
+# A tokenizer without a chat template (a base model) gets a plain-text prompt.
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def build_prompt(tokenizer, problem: str, thinking: bool = True, instruction: str = MATH_INSTRUCTION) -> str:
+    content = f"{problem}\n\n{instruction}"
+    if tokenizer.chat_template is None:
+        return f"Question: {content}\nAnswer:"
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=thinking)
+
+
+def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: int) -> list[list[int]]:
+    """Token ids of each prompt; the chat template already holds the special tokens."""
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    too_long = [len(x) for x in ids if len(x) + max_new_tokens > context]
+    if too_long:
+        raise UsageError(f"{len(too_long)} prompt(s) (up to {max(too_long)} tokens) plus --max-new-tokens "
+                         f"{max_new_tokens} exceed the model's context of {context} tokens: lower "
+                         "--max-new-tokens or filter the dataset")
+    return ids
+
+
+# -----------------------------------------------------------------------------
+# Models and precision
+# On CUDA the trained policy keeps fp32 master weights (and fp32 AdamW state) and runs its matmuls
+# in bf16 under autocast. Why: at lr 1e-6 an AdamW step moves a weight by about 1e-6, while bf16
+# can only resolve |w| * 2^-8 (8e-5 for w = 0.02), so plain bf16 weights round most updates away.
+# Sampling uses a bf16 copy, re-synced after every step: decoding is bound by reading the weights,
+# and autocast would re-cast all fp32 weights to bf16 for every generated token.
+# On CPU (tests, smoke runs) everything is float32 and the policy samples for itself.
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def from_pretrained(auto_class, source: str, **kwargs):
+    """auto_class.from_pretrained(source), with a one-line error for a missing folder or hub id."""
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_local and not Path(source).expanduser().exists():
+        raise UsageError(f"model path not found: {source}")
+    try:
+        return auto_class.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"could not load {source!r} (a local folder or hub id): {first_line(e)}") from None
+
+
+def load_tokenizer(source: str):
+    tokenizer = from_pretrained(AutoTokenizer, source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(source: str, device: torch.device, dtype: torch.dtype):
+    return from_pretrained(AutoModelForCausalLM, source, dtype=dtype).to(device)
+
+
+def load_models(cfg: Config, device: torch.device, start_from: str):
+    """Tokenizer, trained policy (fp32), sampler (bf16 copy on CUDA) and frozen reference (if kl_coef > 0)."""
+    tokenizer = load_tokenizer(cfg.model)
+    policy = load_model(start_from, device, torch.float32)
+    policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    sampler = load_model(start_from, device, frozen_dtype) if device.type == "cuda" else policy
+    ref = load_model(cfg.model, device, frozen_dtype) if cfg.kl_coef > 0 else None  # always the initial model
+    for frozen in (m for m in (sampler, ref) if m is not None and m is not policy):
+        frozen.eval().requires_grad_(False)
+    return tokenizer, policy, sampler, ref
+
+
+def make_optimizer(policy, cfg: Config, lam: torch.Tensor | None = None):
+    """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
+    groups = [{"params": list(policy.parameters())}] + ([{"params": [lam], "lr": cfg.lambda_lr}] if lam is not None else [])
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=next(policy.parameters()).is_cuda)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
+    return optimizer, warmup
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints
+# Hugging Face folders (model + tokenizer via save_pretrained, loadable by AutoModelForCausalLM and
+# vLLM) plus trainer_state.pt: optimizer, scheduler, step, data position and RNG states, so a
+# resumed run continues exactly. Written to a temporary folder and renamed into place: a crash
+# mid-save never corrupts the newest checkpoint. The master weights are saved in fp32, so resuming
+# loses nothing; load them with dtype=torch.bfloat16 for inference.
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
+                    keep: int, lam: torch.Tensor | None) -> Path:
+    final = out_dir / f"checkpoint-{step}"
+    if final.exists():
+        return final
+    tmp = out_dir / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"step": step, "data_position": data_position, "lam": lam, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               tmp / "trainer_state.pt")
+    os.replace(tmp, final)
+    for old in checkpoints(out_dir)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def restore(checkpoint_dir: Path, optimizer, scheduler, lam) -> tuple[int, int]:
+    """Load trainer_state.pt into the optimizer, scheduler, lam and RNGs; returns (step, data position)."""
+    state = torch.load(checkpoint_dir / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if lam is not None:
+        lam.data.copy_(state["lam"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["step"], state["data_position"]
+
+
+def trim_jsonl(path: Path, max_step: int) -> None:
+    """Drop rows logged after the checkpoint a run resumes from, so no step appears twice."""
+    if path.exists():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= max_step]
+        path.write_text("".join(row + "\n" for row in rows))
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("a") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def prepare_output_dir(path: str) -> Path:
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") from None
+    return out
+
+
+# -----------------------------------------------------------------------------
 # CLI
 # One flag per Config field, generated from the dataclass so names, types and defaults never drift.
+
+class UsageError(Exception):
+    """Bad input: main() prints the message on one line and exits with code 2."""
+
+
+POSITIVE = ("lr", "steps", "max_new_tokens", "tau", "lpo_tau", "temperature", "prompts_per_step", "gen_batch_size",
+            "mini_batches", "micro_batch_size", "save_every")
+
+
+def validate(cfg: Config) -> None:
+    if cfg.group_size < 2:
+        raise UsageError(f"--group-size must be at least 2 (got {cfg.group_size}): advantages compare the "
+                         "responses of a group")
+    for f in fields(Config):
+        value, flag, choices = getattr(cfg, f.name), "--" + f.name.replace("_", "-"), f.metadata["choices"]
+        if choices and value not in choices:
+            raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+        if f.name in POSITIVE and not value > 0:
+            raise UsageError(f"{flag} must be positive (got {value})")
+
 
 def log(message: str) -> None:
     tqdm.write(f"lampo: {message}", file=sys.stderr)    # through tqdm, so the step bar stays intact
