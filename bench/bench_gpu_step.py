@@ -42,7 +42,7 @@ import torch
 
 import lampo
 from bench_vs_trl import PROBLEMS
-from test_lampo import build_tiny_model
+from demo.tiny_qwen3 import build_tiny_model
 
 QWEN3_1_7B = dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
                   num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960)

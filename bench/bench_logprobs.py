@@ -13,7 +13,7 @@ in two modes: "no-grad" (old-policy / reference log-probs, rollout_logprobs) and
 update: forward, then logp.sum().backward(), as policy_loss's backward does).
 Target (issue): lampo's peak <= 1/4 of naive's, log-probs equal to 1e-5.
 
-The model is a random tiny Qwen3ForCausalLM (test_lampo.build_tiny_model) with Qwen3's real
+The model is a random tiny Qwen3ForCausalLM (demo/tiny_qwen3.build_tiny_model) with Qwen3's real
 vocabulary size and tied embeddings, like Qwen3-1.7B: its decoder is tiny (hidden size 64) so
 nearly all the memory measured is the [tokens, vocab] logits, which is what this is about.
 float32 on CPU, temperature = lampo's default.
@@ -48,7 +48,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never reach the hub
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the repo root, for `import lampo` and `import test_lampo`
+sys.path.insert(0, str(ROOT))  # the repo root, for `import lampo` and `import demo.tiny_qwen3`
 
 import torch
 
@@ -145,7 +145,7 @@ def max_diff(a: dict, b: dict, key: str) -> str:
 
 
 def main(args) -> None:
-    from test_lampo import build_tiny_model  # imports pytest; only the main process needs it
+    from demo.tiny_qwen3 import build_tiny_model
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # save_pretrained's progress bar would land amid the table

@@ -17,7 +17,7 @@ whatever log-probs the trainer needs, and take ONE optimizer step (gradient accu
 micro-batches, clipping, AdamW).
 
 Same on both sides (every setting, so nothing favours one):
-  * model: one folder, built once by test_lampo.build_tiny_model into a temp dir, loaded by both
+  * model: one folder, built once by demo/tiny_qwen3.build_tiny_model into a temp dir, loaded by both
     through AutoModelForCausalLM.from_pretrained in float32 on CPU (TRL: bf16=False, fp16=False,
     use_cpu=True, model_init_kwargs dtype=float32). --size small (default): Qwen3 with hidden 256,
     4 layers, intermediate 512, 8 heads, 4 KV heads, head_dim 32, tied embeddings, the byte-level
@@ -114,7 +114,7 @@ sys.path.insert(0, str(ROOT))
 import torch
 
 import lampo
-from test_lampo import build_tiny_model
+from demo.tiny_qwen3 import build_tiny_model
 
 # Short competition-style problems; P of them are the whole dataset, so every step uses them all.
 PROBLEMS = [
