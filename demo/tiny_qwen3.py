@@ -13,10 +13,11 @@ QWEN3_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(path, vocab_size=None, seed=0, **config):
+def build_tiny_model(path, vocab_size=None, seed=0, extra_tokens=(), **config):
     """Save a byte-level tokenizer and a random Qwen3ForCausalLM to `path`; return the path.
 
-    Like Qwen3, the pad token (<|endoftext|>) is also an end token, beside <|im_end|>."""
+    Like Qwen3, the pad token (<|endoftext|>) is also an end token, beside <|im_end|>. extra_tokens
+    become whole tokens of the vocabulary (the CPU demo's one-token answers, such as \\boxed{7})."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
@@ -25,7 +26,7 @@ def build_tiny_model(path, vocab_size=None, seed=0, **config):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tok.add_tokens(["<think>", "</think>"])
+    tok.add_tokens(["<think>", "</think>", *extra_tokens])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         chat_template=QWEN3_CHAT_TEMPLATE)
     tokenizer.save_pretrained(path)
