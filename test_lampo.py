@@ -1189,3 +1189,31 @@ def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["max_new_tokens"] == 4 and step["gen_tokens_per_s"] > 0
     assert step["time_step"] >= step["time_generate"] + step["time_update"] > 0
     assert "peak GB sample" in run.stdout and report["params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# demo/learn_on_cpu.py: the README's one-minute CPU demo, cut to two steps (the learning tests above
+# check that the reward rises)
+
+def test_cpu_demo_runs_the_cli_and_prints_a_row_per_step(tmp_path, capsys):
+    from demo import learn_on_cpu
+
+    code = learn_on_cpu.main(["--workdir", str(tmp_path), "--steps", "2", "--prompts-per-step", "2",
+                              "--group-size", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert [r["step"] for r in read_jsonl(tmp_path / "lampo/metrics.jsonl")] == [1, 2]
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    assert lines[0].startswith("$ python ") and "--advantage lampo" in "".join(lines[:header])
+    assert [line.split()[0] for line in lines[header + 1:header + 3]] == ["1", "2"]
+    assert any(line.startswith("reward ") for line in lines) and "(2 steps," in lines[-1]
+
+    # The toy is learnable because one sampled token is a whole answer that lampo's own reward checks.
+    tokenizer = lampo.load_tokenizer(str(tmp_path / "tiny-qwen3-boxed"))
+    solution = learn_on_cpu.toy_rows()[0]["solution"]
+    example = {"answer": lampo.last_boxed(solution), "solution": solution}
+    for digit in range(10):
+        ids = tokenizer(f"\\boxed{{{digit}}}", add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1
+        assert reward(tokenizer.decode(ids), example)["correct"] == (digit == 7)
