@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -937,13 +938,16 @@ def real_rows(name, n):
 # Hand-written: GPQA's authors ask that its questions not be republished. Extra columns as on the hub.
 GPQA_ROWS = [
     {"Question": "Which particle mediates the electromagnetic force?", "Correct Answer": "The photon",
-     "Incorrect Answer 1": "The gluon", "Incorrect Answer 2": "The W boson", "Incorrect Answer 3": "The graviton",
+     "Incorrect Answer 1": "The gluon", "Incorrect Answer 2": "The W boson",
+     "Incorrect Answer 3": "The graviton",
      "Subdomain": "Physics (general)", "Record ID": "rec001"},
     {"Question": "What is the oxidation state of oxygen in H2O2?", "Correct Answer": "-1",
      "Incorrect Answer 1": "-2", "Incorrect Answer 2": "0", "Incorrect Answer 3": "+1",
      "Subdomain": "Chemistry (general)", "Record ID": "rec002"},
-    {"Question": "Which organelle makes most of a eukaryotic cell's ATP?", "Correct Answer": " Mitochondrion \n",
-     "Incorrect Answer 1": "Ribosome", "Incorrect Answer 2": "Golgi apparatus", "Incorrect Answer 3": "Nucleolus",
+    {"Question": "Which organelle makes most of a eukaryotic cell's ATP?",
+     "Correct Answer": " Mitochondrion \n",
+     "Incorrect Answer 1": "Ribosome", "Incorrect Answer 2": "Golgi apparatus",
+     "Incorrect Answer 3": "Nucleolus",
      "Subdomain": "Molecular Biology", "Record ID": "rec003"},
 ]
 
@@ -957,36 +961,41 @@ def bench_files(tmp_path_factory):
     aime24 = [{"id": 60 + i, "problem": r["problem"], "solution": r["solution"], "answer": r["answer_raw"],
                "url": r["url"], "year": "2024"} for i, r in enumerate(real_rows("aime24", 4))]
     datasets.Dataset.from_list(aime24).to_parquet(folder / "aime_2024.parquet")
-    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]} for r in real_rows("aime25", 4)]
+    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]}
+              for r in real_rows("aime25", 4)]
     math500 = [{k: r[k] for k in ("problem", "solution", "answer", "subject", "level", "unique_id")}
                for r in real_rows("math500", 4)]
     with open(folder / "gpqa_diamond.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(GPQA_ROWS[0]))
         writer.writeheader()
         writer.writerows(GPQA_ROWS)
-    return {"aime24": str(folder / "aime_2024.parquet"), "aime25": write_jsonl(folder / "aime_2025.jsonl", aime25),
-            "math500": write_jsonl(folder / "math500.jsonl", math500), "gpqa_diamond": str(folder / "gpqa_diamond.csv")}
+    return {"aime24": str(folder / "aime_2024.parquet"),
+            "aime25": write_jsonl(folder / "aime_2025.jsonl", aime25),
+            "math500": write_jsonl(folder / "math500.jsonl", math500),
+            "gpqa_diamond": str(folder / "gpqa_diamond.csv")}
 
 
 @pytest.fixture
 def local_registry(bench_files, monkeypatch):
     """Point every registry entry at its fixture file, keeping its split, config and column mapping."""
     for name, path in bench_files.items():
-        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, dataclasses.replace(lampo_eval.BENCHMARKS[name], source=path))
+        entry = dataclasses.replace(lampo_eval.BENCHMARKS[name], source=path)
+        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, entry)
 
 
 def test_eval_registry_entries_read_the_real_columns(local_registry):
     aime24 = lampo_eval.load_problems("aime24", lampo_eval.BENCHMARKS["aime24"])
     assert [p["id"] for p in aime24] == ["60", "61", "62", "63"]
     assert aime24[1]["answer"] == "025" and is_equiv("25", aime24[1]["answer"])   # zero-padded gold
-    assert aime24[0]["instruction"] == lampo.MATH_INSTRUCTION
+    assert aime24[0]["instruction"] == lampo.MATH_INSTRUCTION and not aime24[0]["multiple_choice"]
     aime25 = lampo_eval.load_problems("aime25", lampo_eval.BENCHMARKS["aime25"])
     assert [p["id"] for p in aime25] == ["0", "1", "2", "3"] and aime25[0]["answer"] == "70"
     math500 = lampo_eval.load_problems("math500", lampo_eval.BENCHMARKS["math500"])
     assert math500[0]["id"] == "test/precalculus/807.json"
     assert math500[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
     gpqa = lampo_eval.load_problems("gpqa_diamond", lampo_eval.BENCHMARKS["gpqa_diamond"])
-    assert len(gpqa) == 3 and gpqa[0]["instruction"] == lampo_eval.CHOICE_INSTRUCTION
+    assert len(gpqa) == 3 and gpqa[0]["multiple_choice"]
+    assert gpqa[0]["instruction"] == lampo_eval.CHOICE_INSTRUCTION
     for problem, row in zip(gpqa, GPQA_ROWS):
         assert problem["problem"].startswith(row["Question"])
         assert f"{problem['answer']}) {row['Correct Answer'].strip()}\n" in problem["problem"] + "\n"
@@ -997,7 +1006,8 @@ def test_eval_local_file_benchmark(tmp_path):
     name, bench = lampo_eval.resolve_benchmark(path)
     assert name == "mine"
     assert lampo_eval.load_problems(name, bench) == [
-        {"id": "0", "problem": "1+1?", "answer": "2", "instruction": lampo.MATH_INSTRUCTION}]
+        {"id": "0", "problem": "1+1?", "answer": "2", "instruction": lampo.MATH_INSTRUCTION,
+         "multiple_choice": False}]
 
 
 # -----------------------------------------------------------------------------
@@ -1019,11 +1029,66 @@ def test_eval_gpqa_shuffle_is_deterministic_and_letters_map_right():
     assert lampo_eval.multiple_choice("Question number 0?", "right", wrong)[1] == "B"
 
 
-def test_eval_gpqa_letter_is_scored_by_lampos_checker():
-    for response, correct in [("<think>maybe \\boxed{A}</think> It is \\boxed{C}.", True), ("\\boxed{(C)}", True),
-                              ("\\boxed{\\text{C}}", True), ("\\boxed{D}", False), ("The answer is C", True)]:
-        row = lampo_eval.score({"id": "0", "answer": "C"}, 0, "prompt", response, 10, False)
-        assert row["correct"] is correct, response
+# How models name an option: each response names option C, D or none. The plain forms, the ones
+# lighteval reads and an earlier version scored 0, and near misses that name no single option.
+LETTER_CASES = [
+    ("Answer: C", "C"),
+    ("\\boxed{C}", "C"),
+    ("(C)", "C"),
+    ("C", "C"),
+    ("Answer: C) nucleus", "C"),
+    ("The correct answer is **C) nucleus**.", "C"),
+    ("\\boxed{\\text{C) nucleus}}", "C"),
+    ("Answer: C - nucleus", "C"),
+    ("Answer: option C", "C"),
+    ("The correct option is C.", "C"),
+    ("\\boxed{C) \\text{nucleus}}", "C"),
+    ("\\boxed{C) nucleus}", "C"),
+    ("\\boxed{(C)}", "C"),
+    ("\\boxed{\\textbf{C}}", "C"),
+    ("\\boxed{\\text{\\textbf{(C)}}}", "C"),
+    ("\\boxed{\\text{Option C}}", "C"),
+    ("**Answer:** C", "C"),
+    ("ANSWER: C", "C"),
+    ("Final answer: (C)", "C"),
+    ("The answer is: \n\n**C**", "C"),
+    ("The answer is C, the nucleus.", "C"),
+    ("The correct choice is (C).", "C"),
+    ("Answer: \\(C\\)", "C"),
+    ("The final answer is $\\boxed{C}$.", "C"),
+    ("<think>maybe \\boxed{A}</think> It is \\boxed{C}.", "C"),            # drafts in the thought don't count
+    ("Option C is tempting, but no. Answer: D", "D"),                     # the last phrase counts
+    ("\\boxed{D}", "D"),
+    ("The correct answer is **D) proton**.", "D"),
+    ("<think>so \\boxed{C}", None),                                       # cut off mid-thought
+    ("<think>Answer: C</think> I am not sure.", None),
+    ("\\boxed{E}", None),                                                 # not an option
+    ("\\boxed{Cl}", None),                                                # chlorine, not option C
+    ("Answer: B-meson", None),
+    ("\\boxed{A, C}", None),                                              # a hedge names no option
+    ("Answer: B or C", None),
+    ("The answer is the nucleus.", None),
+    ("the answer is c", None),
+    ("\\boxed{42}", None),
+]
+
+
+@pytest.mark.parametrize("response, letter", LETTER_CASES)
+def test_eval_gpqa_answer_is_reduced_to_its_option_letter(response, letter):
+    assert lampo_eval.choice_letter(response) == letter
+    for gold in "ABCD":                                                   # right for its own letter only
+        problem = {"id": "0", "answer": gold, "multiple_choice": True}
+        row = lampo_eval.new_row(problem, 0, "prompt", response, 9, False)
+        assert (row["extracted"], row["correct"]) == (letter, letter == gold), (response, gold)
+
+
+def test_eval_math_answers_go_through_lampos_checker():
+    problem = {"id": "0", "answer": "\\frac{1}{2}", "multiple_choice": False}
+    cases = [("so \\boxed{0.5}", True), ("\\boxed{C}", False), ("<think>\\boxed{1/2}", False)]
+    for response, correct in cases:
+        row = lampo_eval.new_row(problem, 0, "prompt", response, 9, False)
+        assert row["correct"] is correct
+        assert row["correct"] == is_equiv(extract_answer(response), problem["answer"])
 
 
 # -----------------------------------------------------------------------------
@@ -1054,7 +1119,8 @@ def test_eval_summarize_by_hand():
 
 def test_eval_sampling_defaults_follow_qwen3_by_mode():
     thinking = lampo_eval.parse_args([])
-    assert (thinking.temperature, thinking.top_p, thinking.top_k, thinking.max_new_tokens) == (0.6, 0.95, 20, 32768)
+    assert (thinking.temperature, thinking.top_p, thinking.top_k) == (0.6, 0.95, 20)
+    assert thinking.max_new_tokens == 32768
     plain = lampo_eval.parse_args(["--no-thinking"])
     assert (plain.temperature, plain.top_p, plain.top_k) == (0.7, 0.8, 20)
     assert lampo_eval.parse_args(["--no-thinking", "--temperature", "1.0"]).temperature == 1.0
@@ -1074,6 +1140,11 @@ def read_rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def keys(rows):
+    """The (problem id, sample index) of each row."""
+    return [(row["id"], row["sample"]) for row in rows]
+
+
 @pytest.fixture
 def count_sampled(monkeypatch):
     """Counts the prompts eval.py sends to lampo.sample_responses."""
@@ -1088,8 +1159,8 @@ def count_sampled(monkeypatch):
     return sampled
 
 
-def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_registry, count_sampled, tmp_path,
-                                                  capsys):
+def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_registry, count_sampled,
+                                                  tmp_path, capsys):
     out = tmp_path / "eval"
     run_eval(tiny_model, out)
     assert len(count_sampled) == 12                                    # 2 benchmarks x 3 problems x K=2
@@ -1098,11 +1169,13 @@ def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_r
 
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["temperature"] == 0.6 and results["settings"]["top_k"] == 20
-    assert [(r["benchmark"], r["n"], r["K"]) for r in results["results"]] == [("aime24", 3, 2), ("gpqa_diamond", 3, 2)]
-    assert all(set(r) >= {"avg@K", "se", "pass@1", "pass@2", "mean_length", "truncated"} for r in results["results"])
+    shapes = [(r["benchmark"], r["n"], r["K"]) for r in results["results"]]
+    assert shapes == [("aime24", 3, 2), ("gpqa_diamond", 3, 2)]
+    for result in results["results"]:
+        assert set(result) >= {"avg@K", "se", "pass@1", "pass@2", "mean_length", "truncated"}
 
     rows = read_rows(out / "aime24.jsonl")
-    assert sorted((r["id"], r["sample"]) for r in rows) == [(i, s) for i in ("60", "61", "62") for s in (0, 1)]
+    assert sorted(keys(rows)) == [(i, s) for i in ("60", "61", "62") for s in (0, 1)]
     problem = real_rows("aime24", 1)[0]["problem"]
     assert rows[[r["id"] for r in rows].index("60")]["prompt"] == lampo.build_prompt(tokenizer, problem)
     for row in rows:
@@ -1122,13 +1195,138 @@ def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_r
     assert len(count_sampled) == 2
     again = read_rows(out / "aime24.jsonl")
     assert again[:4] == kept and len(again) == 6
-    assert sorted((r["id"], r["sample"]) for r in again[4:]) == sorted((r["id"], r["sample"]) for r in (rows[2], rows[5]))
+    assert sorted(keys(again[4:])) == sorted(keys([rows[2], rows[5]]))
 
     count_sampled.clear()                                              # more samples reuse the first two
     run_eval(tiny_model, out, "--samples", "4", "--limit", "2", "--benchmarks", "aime24")
     assert len(count_sampled) == 4
     assert json.loads((out / "results.json").read_text())["results"][0]["K"] == 4
     assert "pass@4" in capsys.readouterr().out
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def reported_accuracy(out, capsys):
+    """avg@K per benchmark, from results.json and from the printed table, which must agree."""
+    results = {r["benchmark"]: r["avg@K"] for r in json.loads((out / "results.json").read_text())["results"]}
+    table = capsys.readouterr().out.splitlines()
+    for name, accuracy in results.items():
+        (line,) = [line for line in table if line.startswith(name + " ")]
+        assert f" {accuracy:.1f} ± " in line, line
+    return results
+
+
+def test_eval_stored_rows_are_scored_again_on_every_run(tiny_model, local_registry, count_sampled, tmp_path,
+                                                        capsys, monkeypatch):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    capsys.readouterr()
+    rows, gpqa = read_rows(out / "aime24.jsonl"), read_rows(out / "gpqa_diamond.jsonl")
+    right = {"aime24": sum(r["correct"] for r in rows), "gpqa_diamond": sum(r["correct"] for r in gpqa)}
+
+    forged = [{**rows[0], "correct": not rows[0]["correct"]},                 # hand-edited verdicts
+              {**rows[1], "response": f"So the answer is \\boxed{{{int(rows[1]['gold'])}}}."},
+              {**rows[2], "correct": not rows[2]["correct"]}, *rows[3:]]
+    right["aime24"] += not rows[1]["correct"]
+    write_rows(out / "aime24.jsonl", forged)
+    gold = gpqa[0]["gold"]                                                    # a letter the model wrote out
+    write_rows(out / "gpqa_diamond.jsonl", [{**gpqa[0], "response": f"The correct answer is **{gold}) it**."},
+                                            *gpqa[1:]])
+    right["gpqa_diamond"] += not gpqa[0]["correct"]
+    count_sampled.clear()
+    run_eval(tiny_model, out)
+    assert count_sampled == []                                               # scored again, not sampled again
+    assert reported_accuracy(out, capsys) == {name: pytest.approx(100 * c / 6) for name, c in right.items()}
+    stored = read_rows(out / "aime24.jsonl")                                 # the file holds the new verdicts
+    assert stored[0] == rows[0] and stored[2] == rows[2]
+    assert stored[1]["correct"] and stored[1]["extracted"] == str(int(rows[1]["gold"]))
+
+    # A gold fix: problem 62's answer changes, its prompt does not, and its stored rows follow.
+    import datasets
+    table = datasets.Dataset.from_parquet(lampo_eval.BENCHMARKS["aime24"].source).to_list()
+    fixed = tmp_path / "aime_2024_fixed.parquet"
+    table = [{**r, "answer": "9999"} if r["id"] == 62 else r for r in table]
+    datasets.Dataset.from_list(table).to_parquet(fixed)
+    monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime24",
+                        dataclasses.replace(lampo_eval.BENCHMARKS["aime24"], source=str(fixed)))
+    answered = [{**r, "response": "\\boxed{9999}"} if r["id"] == "62" else r for r in stored]
+    write_rows(out / "aime24.jsonl", answered)
+    run_eval(tiny_model, out)
+    assert count_sampled == []
+    fixed_right = sum(r["correct"] for r in stored if r["id"] != "62") + 2
+    assert reported_accuracy(out, capsys)["aime24"] == pytest.approx(100 * fixed_right / 6)
+
+
+def test_eval_damaged_rows_are_dropped_with_a_warning_and_sampled_again(tiny_model, local_registry,
+                                                                        count_sampled, tmp_path, capsys):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    path = out / "aime24.jsonl"
+    rows = read_rows(path)
+    no_response = {key: value for key, value in rows[3].items() if key != "response"}
+    lines = [json.dumps(rows[0]), "{not json", "", json.dumps(rows[1]), json.dumps(no_response),
+             json.dumps(rows[2]), "[1, 2]", json.dumps({**rows[4], "sample": "1"}), json.dumps(rows[5])]
+    path.write_text("\n".join(lines))                                       # a whole last row, but no newline
+    capsys.readouterr()
+    count_sampled.clear()
+    run_eval(tiny_model, out)
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line[line.index("warning:"):] for line in err if "warning:" in line]
+    assert [w.split(": ")[1] for w in warnings] == [f"{path} line {n}" for n in (2, 3, 5, 7, 8)], warnings
+    assert all(w.endswith("; dropped, its sample is drawn again") for w in warnings), warnings
+    assert len(count_sampled) == 2                                            # rows 3 and 4, no others
+    again = read_rows(path)
+    assert again[:4] == [rows[0], rows[1], rows[2], rows[5]] and len(again) == 6
+    assert sorted(keys(again[4:])) == sorted(keys(rows[3:5]))
+
+    count_sampled.clear()                                                     # the file is whole again
+    run_eval(tiny_model, out)
+    assert count_sampled == [] and "warning:" not in capsys.readouterr().err and read_rows(path) == again
+
+    path.write_text("\n".join(json.dumps(row) for row in again[:5]))         # no newline, and one row short
+    run_eval(tiny_model, out)
+    assert len(count_sampled) == 1 and "warning:" not in capsys.readouterr().err
+    assert read_rows(path)[:5] == again[:5] and len(read_rows(path)) == 6     # appended on a line of its own
+
+
+def interrupt_replacing(monkeypatch, name):
+    """Ctrl-C arrives while eval.py swaps a new version of the file called name into place."""
+    replace = os.replace
+
+    def interrupted(source, target):
+        if Path(target).name == name:
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+
+
+def test_eval_an_interrupted_first_settings_write_leaves_no_settings(tiny_model, local_registry, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / "eval"
+    interrupt_replacing(monkeypatch, "settings.json")
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(tiny_model, out)
+    assert exit_info.value.code == 130
+    assert sorted(path.name for path in out.iterdir()) == ["settings.json.tmp"]
+
+
+@pytest.mark.parametrize("name", ["aime24.jsonl", "results.json"])
+def test_eval_an_interrupted_rewrite_leaves_the_old_file(tiny_model, local_registry, tmp_path, monkeypatch,
+                                                         name):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    if name == "aime24.jsonl":                                               # a crash cut its last row short
+        text = (out / name).read_text()
+        (out / name).write_text(text[:-30])
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    interrupt_replacing(monkeypatch, name)
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(tiny_model, out, "--limit", "2")                             # new numbers for results.json
+    assert exit_info.value.code == 130
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.suffix != ".tmp"} == before
 
 
 # -----------------------------------------------------------------------------
@@ -1145,15 +1343,19 @@ def expect_usage_error(capsys, argv, *fragments):
 
 
 def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, capsys, monkeypatch):
-    base = ["--model", tiny_model, "--device", "cpu", "--max-new-tokens", "16", "--output-dir", str(tmp_path / "e")]
-    expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'", "aime24, aime25, math500, gpqa_diamond")
+    base = ["--model", tiny_model, "--device", "cpu", "--max-new-tokens", "16",
+            "--output-dir", str(tmp_path / "e")]
+    expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'",
+                       "aime24, aime25, math500, gpqa_diamond")
     expect_usage_error(capsys, [*base, "--benchmarks", str(tmp_path / "missing.jsonl")], "not found")
     no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "solution": "2"}])
-    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'", "it has: problem, solution")
+    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'",
+                       "it has: problem, solution")
     wrong_columns = write_jsonl(tmp_path / "aime_like.jsonl", [{"Problem": "1+1?", "Answer": "2"}])
     monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime25", lampo_eval.Benchmark(wrong_columns))
     expect_usage_error(capsys, [*base, "--benchmarks", "aime25"], "no column 'problem', 'answer'")
-    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"), "--benchmarks", bench_files["aime25"]],
+    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"),
+                                "--benchmarks", bench_files["aime25"]],
                        "model path not found")
     expect_usage_error(capsys, [*base, "--samples", "0"], "--samples must be at least 1")
     expect_usage_error(capsys, [*base, "--temperature", "0"], "--temperature must be positive")
@@ -1163,15 +1365,70 @@ def test_eval_gated_dataset_without_token_says_how_to_log_in(tiny_model, tmp_pat
     # The real registry entry. Offline (test_lampo sets HF_HUB_OFFLINE) the load fails at once, as it
     # does online without a token; either way the message must say how to get access.
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    expect_usage_error(capsys, ["--model", tiny_model, "--benchmarks", "gpqa_diamond", "--output-dir", str(tmp_path)],
+    expect_usage_error(capsys, ["--model", tiny_model, "--benchmarks", "gpqa_diamond",
+                                "--output-dir", str(tmp_path)],
                        "Idavidrein/gpqa", "gated", "hf auth login", "HF_TOKEN", "accept its terms")
 
 
 def test_eval_refuses_to_mix_samples_from_other_settings(tiny_model, bench_files, tmp_path, capsys):
-    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1", "--max-new-tokens", "4",
-            "--device", "cpu", "--output-dir", str(tmp_path)]
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+            "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path)]
     lampo_eval.main(argv)
-    expect_usage_error(capsys, [*argv, "--temperature", "1.0"], "temperature 0.6 -> 1.0", "another --output-dir")
+    expect_usage_error(capsys, [*argv, "--temperature", "1.0"], "temperature 0.6 -> 1.0",
+                       "another --output-dir")
+
+
+def test_eval_damaged_or_missing_settings_are_refused_in_one_line(tiny_model, bench_files, tmp_path, capsys):
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+            "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path)]
+    lampo_eval.main(argv)
+    settings = tmp_path / "settings.json"
+    for damage in (b"", b'{"model": "', b"\xff\xfe\x00garbage", b"[1, 2]"):
+        settings.write_bytes(damage)
+        expect_usage_error(capsys, argv, f"{settings} is damaged", "choose another --output-dir")
+    settings.unlink()                                  # samples nobody can check: refused, not silently mixed
+    expect_usage_error(capsys, argv, f"{tmp_path} holds samples (aime_2025.jsonl) but no settings.json")
+
+
+def test_eval_benchmarks_sharing_a_name_are_refused(tiny_model, local_registry, tmp_path, capsys):
+    base = ["--model", tiny_model, "--device", "cpu", "--limit", "1", "--max-new-tokens", "4",
+            "--output-dir", str(tmp_path / "e")]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rows = [{"problem": "1+1?", "answer": "2"}]
+    first = write_jsonl(tmp_path / "a" / "test.jsonl", rows)
+    second = write_jsonl(tmp_path / "b" / "test.jsonl", rows)
+    as_csv = tmp_path / "test.csv"
+    as_csv.write_text("problem,answer\n1+1?,2\n")
+    mine = write_jsonl(tmp_path / "aime24.jsonl", rows)
+    for pair in ([first, second], [first, str(as_csv)], ["aime24", mine]):
+        expect_usage_error(capsys, [*base, "--benchmarks", *pair], f"--benchmarks {pair[0]} and {pair[1]}",
+                           f"share {Path(pair[1]).stem}.jsonl")
+    expect_usage_error(capsys, [*base, "--benchmarks", "aime24", "aime25", "aime24"], "lists aime24 twice")
+    assert not (tmp_path / "e").exists()                                     # refused before any writing
+
+
+def test_eval_one_model_folder_written_two_ways_is_one_setting(tiny_model, bench_files, count_sampled,
+                                                              tmp_path, monkeypatch, capsys):
+    def argv(model):
+        return ["--model", model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+                "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path / "e")]
+
+    lampo_eval.main(argv(tiny_model + "/"))
+    monkeypatch.chdir(Path(tiny_model).parent)
+    count_sampled.clear()
+    for same in (tiny_model, "./" + Path(tiny_model).name, Path(tiny_model).name + "/"):
+        lampo_eval.main(argv(same))
+    assert count_sampled == []
+    settings = json.loads((tmp_path / "e" / "settings.json").read_text())
+    assert settings["model"] == str(Path(tiny_model).resolve())
+    as_written_before = {**settings, "model": Path(tiny_model).name + "/"}    # as an earlier eval.py wrote it
+    (tmp_path / "e" / "settings.json").write_text(json.dumps(as_written_before))
+    lampo_eval.main(argv(tiny_model))
+    assert count_sampled == []
+    other = tmp_path / "other-model"                                         # another folder is another model
+    shutil.copytree(tiny_model, other)
+    expect_usage_error(capsys, argv(str(other)), f"model {settings['model']!r} -> {str(other.resolve())!r}")
 
 
 # -----------------------------------------------------------------------------
