@@ -127,7 +127,8 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     lampo.require_columns(table, columns, bench.source, "a benchmark file needs columns problem and answer")
     problems = []
     for i, row in enumerate(table):
-        problem, answer, instruction = row[bench.problem], str(row[bench.answer]).strip(), lampo.MATH_INSTRUCTION
+        problem, answer = row[bench.problem], str(row[bench.answer]).strip()
+        instruction = lampo.MATH_INSTRUCTION
         if bench.distractors:
             wrong = [str(row[c]).strip() for c in bench.distractors]
             (problem, answer), instruction = multiple_choice(problem, answer, wrong), CHOICE_INSTRUCTION
@@ -135,7 +136,8 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
                          "answer": answer, "instruction": instruction,
                          "multiple_choice": bool(bench.distractors)})
     if len({p["id"] for p in problems}) < len(problems):
-        raise UsageError(f"column {bench.id!r} of {bench.source} repeats ids: resuming needs each problem named once")
+        raise UsageError(f"column {bench.id!r} of {bench.source} repeats ids: resuming needs each problem "
+                         "named once")
     return problems
 
 
@@ -325,7 +327,8 @@ def new_row(problem: dict, sample: int, prompt: str, response: str, length: int,
             **verdict(problem, response), "length": length, "truncated": truncated}
 
 
-def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], args, path: Path) -> list[dict]:
+def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], args,
+                  path: Path) -> list[dict]:
     """All K rows of every problem, read back from path (scored again) or sampled and appended to it."""
     prompts = [lampo.build_prompt(tokenizer, p["problem"], args.thinking, p["instruction"]) for p in problems]
     finished, rewrite = read_finished(path)
@@ -340,14 +343,16 @@ def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], a
         write_atomic(path, jsonl(finished.values()))
     context = getattr(model.config, "max_position_embeddings", None) or 10 ** 9
     prompt_ids = lampo.encode_prompts(tokenizer, prompts, args.max_new_tokens, context)
-    todo = [(i, s) for i, p in enumerate(problems) for s in range(args.samples) if (p["id"], s) not in finished]
-    todo.sort(key=lambda job: len(prompt_ids[job[0]]), reverse=True)  # stable: a problem's samples stay together
+    todo = [(i, s) for i, p in enumerate(problems) for s in range(args.samples)
+            if (p["id"], s) not in finished]
+    # Longest prompts first; the sort is stable, so a problem's samples stay together.
+    todo.sort(key=lambda job: len(prompt_ids[job[0]]), reverse=True)
     total = len(problems) * args.samples
     with tqdm(total=total, initial=total - len(todo), desc=name, unit="sample", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), args.batch_size):
             jobs = todo[start:start + args.batch_size]
-            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], sampling,
-                                                             args.batch_size)
+            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs],
+                                                             sampling, args.batch_size)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             rows = [new_row(problems[i], s, prompts[i], text, len(tokens), cut)
                     for (i, s), text, tokens, cut in zip(jobs, texts, responses, truncated)]
@@ -399,7 +404,8 @@ def format_table(results: list[dict]) -> str:
               *[f"{r[key]:.1f}" for key in passes], f"{r['mean_length']:.0f}", f"{r['truncated']:.1f}%"]
              for r in results]
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths)))
                      for line in [header, *lines])
 
 
@@ -435,8 +441,8 @@ def evaluate(args) -> list[dict]:
 
     torch.manual_seed(args.seed)
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p, lampo.end_token_ids(model, tokenizer),
-                              tokenizer.pad_token_id, top_k=args.top_k)
+    sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p,
+                              lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
     results = []
     for name, items in problems.items():
         rows = run_benchmark(model, tokenizer, sampling, name, items, args, out / f"{name}.jsonl")
@@ -452,8 +458,9 @@ def evaluate(args) -> list[dict]:
 # mode, and the default output dir is named after the model, so each model keeps its own samples.
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--model", default="Qwen/Qwen3-1.7B", help="hub id or local folder (e.g. runs/lampo/checkpoint-200)")
     add("--benchmarks", nargs="+", default=list(BENCHMARKS),
@@ -463,17 +470,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--limit", type=int, help="evaluate only the first N problems of each benchmark")
     add("--thinking", action=argparse.BooleanOptionalAction, default=True,
         help="Qwen3 thinking mode in the chat template (--no-thinking turns it off)")
-    add("--temperature", type=float, help="sampling temperature; unset: 0.6 thinking, 0.7 non-thinking (Qwen3's "
-                                          "recommendation)")
+    add("--temperature", type=float,
+        help="sampling temperature; unset: 0.6 thinking, 0.7 non-thinking (Qwen3's recommendation)")
     add("--top-p", type=float, help="nucleus sampling threshold; unset: 0.95 thinking, 0.8 non-thinking")
     add("--top-k", type=int, help="sample among the k likeliest tokens (0 = off); unset: 20")
     add("--max-new-tokens", type=int, default=32768,
         help="longest response; one cut off here without an answer scores 0")
     add("--batch-size", type=int, default=16,
-        help="sequences sampled at once; their KV cache is allocated up front for the whole --max-new-tokens: "
-             "3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims x K,V x 2 bytes = "
-             "112 KiB a token), so 16 fit an 80 GB GPU")
-    add("--output-dir", help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
+        help="sequences sampled at once; their KV cache is allocated up front for the whole "
+             "--max-new-tokens: 3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims "
+             "x K,V x 2 bytes = 112 KiB a token), so 16 fit an 80 GB GPU")
+    add("--output-dir",
+        help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
     add("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto picks CUDA when available")
     add("--seed", type=int, default=0, help="seed for sampling")
     args = parser.parse_args(argv)
@@ -494,8 +502,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except torch.OutOfMemoryError:
-        print(f"error: out of GPU memory: lower --batch-size (now {args.batch_size}) and run the same command "
-              "again; finished samples are kept", file=sys.stderr)
+        print(f"error: out of GPU memory: lower --batch-size (now {args.batch_size}) and run the same "
+              "command again; finished samples are kept", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"interrupted: finished samples are in {args.output_dir}; run the same command to resume",
