@@ -149,9 +149,9 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
 # its option letter and compared as a letter, because models name option C in many ways:
 # `\boxed{C}`, `\boxed{\text{C) nucleus}}`, `Answer: C - nucleus`, `The correct option is C.`
 
-# Formatting around a letter that never changes which option it names.
-_LETTER_WRAPPER = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\{([^{}]*)\}")
-_LETTER_NOISE = re.compile(r"\*\*|\$|\\[()\[\]]")
+# Formatting around a letter that never changes which option it names: \text{...} and the like,
+# braces, bold, and math delimiters. Removed in one pass, so nesting costs no extra time.
+_LETTER_NOISE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{|[{}]|\*\*|\$|\\[()\[\]]")
 # One option letter, bare or in parentheses. Not the start of a word (Cl is chlorine, B-meson a
 # particle) and not a hedge between two letters (A or C, A, C): those name no single option.
 _LETTER = (r"\(?(?P<letter>[A-D])\)?(?![\w'-])"
@@ -165,10 +165,7 @@ _LONE_LETTER = re.compile(rf"\s*{_LETTER}\.?\s*")
 
 def plain_text(text: str) -> str:
     """text without the LaTeX and markdown wrappers models put around a letter."""
-    while True:
-        text, unwrapped = _LETTER_WRAPPER.subn(r"\1", text)
-        if not unwrapped:
-            return _LETTER_NOISE.sub("", text)
+    return _LETTER_NOISE.sub("", text)
 
 
 def choice_letter(response: str) -> str | None:

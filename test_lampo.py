@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -1080,6 +1081,15 @@ def test_eval_gpqa_answer_is_reduced_to_its_option_letter(response, letter):
         problem = {"id": "0", "answer": gold, "multiple_choice": True}
         row = lampo_eval.new_row(problem, 0, "prompt", response, 9, False)
         assert (row["extracted"], row["correct"]) == (letter, letter == gold), (response, gold)
+
+
+def test_eval_letter_reading_time_is_bounded_on_pathological_responses():
+    nested = "\\boxed{" + "\\text{" * 5000 + "C" + "}" * 5001
+    rambling = "The answer is: " * 20000 + "\n" * 50000 + "Answer:" + " " * 50000
+    for response, letter in [(nested, "C"), (rambling, None)]:
+        start = time.perf_counter()
+        assert lampo_eval.choice_letter(response) == letter
+        assert time.perf_counter() - start < 1.0
 
 
 def test_eval_math_answers_go_through_lampos_checker():
