@@ -192,6 +192,21 @@ def test_lpo_matches_reference_is_zero_sum_and_bounded():
     torch.testing.assert_close(tie, torch.zeros(1, 4), atol=1e-6, rtol=0)
 
 
+def test_lpo_gives_signal_at_reasoning_lengths():
+    """Responses of 1,000+ tokens: their summed log-probs differ by tens of nats, so a softmax over
+    them is one-hot and LPO would push almost nothing; over the length-normalised scores s_i that the
+    training loop passes, every response of a mixed group gets a real advantage."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1000, 3000, (16, 8), generator=gen).double()
+    scores = -1.0 + 0.05 * torch.randn(16, 8, generator=gen, dtype=torch.float64)     # nats per token
+    rewards = (torch.rand(16, 8, generator=gen) < 0.5).double()
+    mixed = rewards.std(-1) > 0
+    summed = lampo.lpo_advantages(rewards, scores * lengths, 0.1)
+    used = lampo.ADVANTAGES["lpo"](rewards, scores, Config())
+    assert (summed[mixed].abs() > 0.01).double().mean() < 0.05
+    assert (used[mixed].abs() > 0.01).double().mean() > 0.9
+
+
 def length_preference_reference(lengths, lam, r):
     out = []
     for group in lengths:
@@ -705,6 +720,19 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     assert lam.item() != 0.0
 
 
+def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
+    """64 rows in 9 mini-batches take 9 optimizer steps (torch.chunk would make 8), covering every row once."""
+    responses = [[5] * (1 + i % 3) for i in range(64)]
+    batch = lampo.pack_rollouts([[1, 2]] * 64, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    cfg = Config(mini_batches=9, micro_batch_size=16, kl_coef=0.0, group_size=8)
+    plan = lampo.update_plan(batch, cfg)
+    assert len(plan) == 9 and sorted(torch.cat([mini for mini, _ in plan]).tolist()) == list(range(64))
+    policy = copy.deepcopy(model)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg)
+    stats = lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.zeros(64), cfg, torch.device("cpu"))
+    assert len(stats["finite_updates"]) == 9
+
+
 def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     batch = step_batch(tokenizer)
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
@@ -767,7 +795,7 @@ def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, adv
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
     # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old exactly
     assert max(r["sampler_logp_gap"] for r in history) < 1e-5
-    assert ("lam" in history[-1]) == (loss_agg == "lambda")
+    assert ("preference_exponent" in history[-1]) == (loss_agg == "lambda")
 
 
 def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_path, monkeypatch):
@@ -789,12 +817,30 @@ def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_
                           for s, p in zip(model.parameters(), made["policy"].parameters())))
         return sample_responses(model, *args)
 
+    # pi_old is the policy's own: the first mini-batch of every step sees a ratio of exactly 1.
+    first_minibatch, calls = [], []
+    update_policy, policy_loss = lampo.update_policy, lampo.policy_loss
+
+    def recorded_loss(logp, old_logp, advantages, weights, *args, **kwargs):
+        loss, stats = policy_loss(logp, old_logp, advantages, weights, *args, **kwargs)
+        calls.append((((logp - old_logp) * (weights != 0)).abs().max().item(), stats["clip_frac"]))
+        return loss, stats
+
+    def recorded_update(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest):
+        calls.clear()
+        stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest)
+        first_minibatch.extend(calls[:len(lampo.update_plan(batch, cfg)[0][1])])
+        return stats
+
     monkeypatch.setattr(lampo, "load_models", with_bf16_sampler)
     monkeypatch.setattr(lampo, "sample_responses", checked_sampling)
+    monkeypatch.setattr(lampo, "policy_loss", recorded_loss)
+    monkeypatch.setattr(lampo, "update_policy", recorded_update)
     history = train_on_digits(tiny_model, toy_jsonl, tmp_path)
     assert synced == [True] * 30
     gaps = [r["sampler_logp_gap"] for r in history]
     assert min(gaps) > 1e-4 and max(gaps) < 0.1, gaps
+    assert len(first_minibatch) == 30 and all(log_ratio == 0.0 and clip == 0.0 for log_ratio, clip in first_minibatch)
 
 
 def read_jsonl(path):
@@ -803,7 +849,7 @@ def read_jsonl(path):
 
 METRIC_KEYS = {"step", "reward_mean", "accuracy", "rouge_mean", "adv_abs_mean", "response_len_mean",
                "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr", "time_generate",
-               "time_score", "time_logprobs", "time_update", "time_step"}
+               "time_reward", "time_logprobs", "time_update", "time_step"}
 
 
 def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, capsys):
@@ -910,9 +956,15 @@ def with_arg(args, flag, value):
     ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
     ("--group-size", "1", "--group-size must be at least 2"),
     ("--lr", "0", "--lr must be positive"),
-    ("--steps", "-1", "--steps must be positive"),
-    ("--max-new-tokens", "0", "--max-new-tokens must be positive"),
+    ("--steps", "-1", "--steps must be at least 1"),
+    ("--max-new-tokens", "0", "--max-new-tokens must be at least 1"),
     ("--tau", "0", "--tau must be positive"),
+    ("--top-p", "0", "--top-p must be in (0, 1] (got 0.0)"),
+    ("--max-grad-norm", "0", "--max-grad-norm must be in (0, inf]"),
+    ("--clip-low", "1.5", "--clip-low must be in [0, 1)"),
+    ("--kl-coef", "-0.1", "--kl-coef must be at least 0"),
+    ("--rouge-weight", "-0.1", "--rouge-weight must be at least 0"),
+    ("--mini-batches", "65", "--mini-batches 65 is more than the step's 64 responses"),
     ("--max-new-tokens", "5000", "exceed the model's context of 1024 tokens"),
     ("--output-dir", "/proc/forbidden", "is not writable"),
     ("--resume", None, "--resume: no checkpoint in"),
@@ -924,6 +976,21 @@ def test_bad_input_gets_one_clear_line(capsys, good_args, tmp_path, flag, value,
     args = good_args + [flag] if value is None else with_arg(good_args, flag, value)
     err = run_main_expecting_error(capsys, args)
     assert err.startswith("error: ") and message in err and "\n" not in err, err
+
+def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, tmp_path, capsys):
+    """Granite divides its logits by logits_scaling: token_logprobs' hidden @ W.T would be silently off."""
+    from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
+
+    folder = tmp_path / "granite"
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    tiny = lampo.load_model(tiny_model, torch.device("cpu"), torch.float32).config
+    GraniteForCausalLM(GraniteConfig(vocab_size=tiny.vocab_size, hidden_size=64, intermediate_size=128,
+                                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     logits_scaling=4.0, eos_token_id=tiny.eos_token_id,
+                                     pad_token_id=tiny.pad_token_id)).save_pretrained(folder)
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--model", str(folder)))
+    assert "output layer transforms the logits" in err and "\n" not in err, err
+
 
 # -----------------------------------------------------------------------------
 # eval.py: fixture files with each hub dataset's real column names
