@@ -36,10 +36,6 @@ Run (one GPU, bf16):
     python lampo.py --output-dir runs/lampo --resume              # continue after a crash
 Watch it learn on a CPU in about a minute (a tiny random model and a toy task):
     python demo/learn_on_cpu.py
-
-Reading order: the method first (Config, Reward, Advantage, Log-probs, Loss, Update), then how a
-step gets its data (Sampling, Rollout batch, Training loop), then the plumbing (Data, Prompts,
-Models and precision, Checkpoints, CLI).
 """
 
 import argparse
@@ -68,21 +64,19 @@ from transformers.utils import logging as hf_logging
 
 # -----------------------------------------------------------------------------
 # Config
-# Every knob of a run with its default, help text and valid range side by side. argparse (at the
-# bottom) is generated from this class, so the CLI and train(Config(...)) never drift, and
-# validate() checks every number against its range before anything loads.
+# Every knob of a run with its default, help text and valid range side by side. The CLI is
+# generated from this class, and validate() checks every value before anything loads.
 
 def arg(default, help: str, choices: tuple[str, ...] | None = None, within: str | None = None):
-    """A Config field. within: the valid range as an interval, e.g. "(0, 1]" or "[1, inf)"."""
+    """A Config field; within is its valid range as an interval, "(0, 1]" or "[1, inf)"."""
     return field(default=default, metadata={"help": help, "choices": choices, "within": within})
 
 
 @dataclass
 class Config:
-    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM whose logits are "
-                     "hidden @ W.T (Qwen3, Llama, Mistral; checked at start-up)")
-    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval",
-                       "hub dataset id, or a local .jsonl/.json/.parquet/.csv file")
+    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM with logits = hidden @ W.T")
+    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub dataset id, or a local "
+                       ".jsonl/.json/.parquet/.csv file")
     dataset_config: str | None = arg(None, "hub dataset config name, if it has several")
     split: str = arg("train", "dataset split to train on")
     prompt_field: str = arg("problem", "column holding the problem text")
@@ -93,43 +87,32 @@ class Config:
     output_dir: str = arg("runs/lampo", "where metrics.jsonl, samples.jsonl and checkpoints go")
     steps: int = arg(200, "training steps (one step = sample, score, update)", within="[1, inf)")
     prompts_per_step: int = arg(8, "prompts per step; each is sampled --group-size times", within="[1, inf)")
-    group_size: int = arg(8, "responses per prompt (advantages compare the responses of a group)",
-                          within="[2, inf)")
-    max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer (correct = 0)",
-                              within="[1, inf)")
-    temperature: float = arg(1.0, "sampling temperature (log-probs use it too, to describe what was sampled)",
-                             within="(0, inf)")
+    group_size: int = arg(8, "responses per prompt, compared with each other", within="[2, inf)")
+    max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer", within="[1, inf)")
+    temperature: float = arg(1.0, "sampling temperature (the log-probs use it too)", within="(0, inf)")
     top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)", within="(0, 1]")
     gen_batch_size: int = arg(32, "sequences sampled at once; lower it if the KV cache does not fit",
                               within="[1, inf)")
-    advantage: str = arg("lampo", "advantage estimator (see the Advantage section)",
-                         ("lampo", "grpo", "rloo", "lpo"))
-    tau: float = arg(0.1, "LamPO: temperature of the pairwise sigmoid, in nats per token (ours; paper silent)",
-                     within="(0, inf)")
-    rouge_weight: float = arg(0.1, "alpha: weight of the ROUGE-L reward term (ours; paper silent; "
-                              "0 for the GRPO baseline and the no-dense-reward ablation)", within="[0, inf)")
+    advantage: str = arg("lampo", "advantage estimator (see Advantage)", ("lampo", "grpo", "rloo", "lpo"))
+    tau: float = arg(0.1, "LamPO: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
+    rouge_weight: float = arg(0.1, "alpha: ROUGE-L reward weight (ours; 0 for GRPO)", within="[0, inf)")
     lpo_tau: float = arg(0.1, "LPO: reward temperature of the target distribution (ours)", within="(0, inf)")
-    loss_agg: str = arg("token-mean", "how token losses are summed (see the Loss section)",
+    loss_agg: str = arg("token-mean", "how token losses add up (see Loss)",
                         ("token-mean", "seq-mean", "lambda"))
     lambda_r: float = arg(0.1, "lambda-GRPO: strength r of the length term h = 1 + r * z (ours)",
                           within="[0, inf)")
-    lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of its preference exponent (ours: at --lr 1e-6 "
-                           "it would not move)", within="[0, inf)")
-    clip_low: float = arg(0.2, "PPO clip range below 1 (ratio >= 1 - clip_low)", within="[0, 1)")
-    clip_high: float = arg(0.28, "PPO clip range above 1 (ratio <= 1 + clip_high; DAPO's clip-higher)",
-                           within="[0, inf)")
-    kl_coef: float = arg(0.001, "beta: weight of the k3 KL to the frozen initial model (0 skips loading it)",
+    lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of its exponent (ours)", within="[0, inf)")
+    clip_low: float = arg(0.2, "PPO clip range below 1: ratio >= 1 - clip_low", within="[0, 1)")
+    clip_high: float = arg(0.28, "PPO clip range above 1: ratio <= 1 + clip_high", within="[0, inf)")
+    kl_coef: float = arg(0.001, "beta: weight of the KL to the initial model (0 skips loading it)",
                          within="[0, inf)")
-    mini_batches: int = arg(2, "optimizer steps per training step; > 1 lets the ratio leave 1 so clipping "
-                            "acts", within="[1, inf)")
-    micro_batch_size: int = arg(4, "sequences per forward/backward (gradient accumulation; the math is "
-                                "unchanged)", within="[1, inf)")
+    mini_batches: int = arg(2, "optimizer steps per training step (> 1: clipping acts)", within="[1, inf)")
+    micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient)", within="[1, inf)")
     lr: float = arg(1e-6, "AdamW learning rate", within="(0, inf)")
     warmup_steps: int = arg(10, "optimizer steps of linear learning-rate warm-up", within="[0, inf)")
-    max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = no clipping)", within="(0, inf]")
-    save_every: int = arg(50, "save a checkpoint every this many steps (and always at the end)",
-                          within="[1, inf)")
-    keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep on disk", within="[1, inf)")
+    max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = off)", within="(0, inf]")
+    save_every: int = arg(50, "save a checkpoint every this many steps, and at the end", within="[1, inf)")
+    keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep", within="[1, inf)")
     log_samples_every: int = arg(10, "write a few responses to samples.jsonl every this many steps "
                                  "(0 = never)", within="[0, inf)")
     resume: bool = arg(False, "continue from the newest checkpoint in --output-dir")
@@ -140,13 +123,11 @@ class Config:
 # -----------------------------------------------------------------------------
 # Reward
 #     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
-# correct is 1 when the final answer has the gold answer's value (Answer checking, below). The
-# ROUGE-L term is at most alpha: it ranks the responses of an all-wrong (or all-right) group, which
-# would otherwise carry no signal, and it is earned even by a response cut off before its answer.
-# LamPO and RLOO keep it that small; GRPO's std division scales it up to full size in such groups,
-# which is why the paper's GRPO baseline runs with --rouge-weight 0.
-# Any verifier with reward()'s contract, (text, example) -> {"reward", "correct", "rouge"}, can be
-# passed as train(cfg, reward_fn=...).
+# correct is 1 when the final answer has the gold answer's value (Answer checking). ROUGE-L ranks
+# the responses of an all-wrong (or all-right) group, which would otherwise carry no signal; even a
+# response cut off before its answer earns it. GRPO's std division blows that small term up to full
+# size, so the paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...) takes
+# any verifier with this contract.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
@@ -325,11 +306,10 @@ def is_equiv(pred: str | None, gold: str) -> bool:
 
 # -----------------------------------------------------------------------------
 # ROUGE-L
-# ROUGE-L F1 is the F1 of the longest common subsequence (LCS) of words shared by the response and
-# the reference. rouge-score computes the LCS with an O(n*m) pure-Python double loop, too slow for a
-# reward on long reasoning traces; we get the same LCS with the bit-parallel algorithm, one big-int
-# operation per response token. Words come from rouge-score's own tokenizer, so
-# rouge_l_f1(response, reference) == RougeScorer(["rougeL"]).score(reference, response).
+# The F1 of the longest common subsequence (LCS) of words shared by response and reference.
+# rouge-score finds the LCS with an O(n*m) pure-Python double loop, too slow for a reward on long
+# reasoning traces; the bit-parallel algorithm finds the same LCS with one big-int operation per
+# word. Words come from rouge-score's own tokenizer, so the F1 equals its RougeScorer(["rougeL"]).
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
@@ -348,15 +328,13 @@ def lcs_length(a: list[str], b: list[str]) -> int:
 
 
 def rouge_l_f1(response: str, reference: str) -> float:
-    # rouge-score's own default tokenizer (lowercase, [a-z0-9]+ runs; None = no stemmer), imported
-    # from the module that does not pull in nltk.
+    # rouge-score's default tokenizer (lowercase [a-z0-9]+ runs, no stemmer), from the module
+    # that does not pull in nltk.
     pred, target = rouge_tokenize(response, None), rouge_tokenize(reference, None)
-    if not pred or not target:
+    lcs = lcs_length(pred, target) if pred and target else 0
+    if lcs == 0:
         return 0.0
-    lcs = lcs_length(pred, target)
     precision, recall = lcs / len(pred), lcs / len(target)
-    if precision + recall == 0:
-        return 0.0
     return 2 * precision * recall / (precision + recall)  # as rouge_score.scoring.fmeasure
 
 
@@ -390,12 +368,11 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
 
 
 def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) -> torch.Tensor:
-    # LPO moves the policy's distribution over the group, P = softmax(s), towards the target
-    # w* = softmax(R / tau_lpo + log P) by minimising KL(w* || P_theta), whose gradient is
-    # sum_k (P_k - w*_k) * grad log P(y_k). Minus that coefficient acts as an advantage: bounded by
-    # 1 and zero-sum, taken at theta_old like every advantage here. P is over the length-normalised
-    # scores: summed log-probs of long responses differ by tens of nats, which makes P one-hot and
-    # every coefficient vanish.
+    # LPO moves the policy's distribution over the group, P = softmax(s), towards the target w* by
+    # minimising KL(w* || P_theta), whose gradient is sum_k (P_k - w*_k) * grad log P(y_k). Minus
+    # that coefficient acts as an advantage: bounded by 1 and zero-sum. P is over length-normalised
+    # scores: summed log-probs of long responses differ by tens of nats, making P one-hot and every
+    # coefficient vanish.
     log_p = torch.log_softmax(scores, -1)
     return torch.softmax(rewards / tau_lpo + log_p, -1) - log_p.exp()
 
@@ -410,13 +387,11 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 
 # -----------------------------------------------------------------------------
 # Log-probs
-# log pi(y_t | x, y_<t) of each response token, from logits / temperature. With --top-p < 1 the
-# sampler drew from the truncated nucleus, yet the log-prob kept is the untruncated one (as TRL and
-# verl do): the policy being trained is the whole distribution, and a truncated one would give
-# -inf to any token that the moved policy ranks outside its nucleus. Qwen3's vocabulary has 151,936
-# entries, so float32 logits for a batch of long responses would not fit in memory; instead the
-# output layer runs on chunks of positions, each recomputed in the backward pass (activation
-# checkpointing), so only one chunk's logits exist at a time.
+# log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
+# the untruncated log-prob, as in TRL and verl: the policy trained is the whole distribution, and a
+# truncated one would give -inf to a token the moved policy ranks outside its nucleus. float32
+# logits over Qwen3's 151,936-word vocabulary would not fit for a whole batch, so the output layer
+# runs on chunks of positions, each recomputed in the backward pass: one chunk's logits at a time.
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
@@ -424,7 +399,7 @@ LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at on
 def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
     logits = (hidden @ weight.T).float()                               # [B, C, V]
-    logits.div_(temperature)        # in place: one [B, C, V] temporary fewer
+    logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
 
@@ -445,8 +420,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
 @torch.no_grad()
 def check_output_layer(model, input_ids: list[int]) -> None:
-    """Refuse a model whose logits are not hidden @ W.T (scaled or soft-capped heads), which
-    token_logprobs assumes: its log-probs would be silently wrong."""
+    """Refuse a model whose head scales or soft-caps its logits: token_logprobs would be wrong."""
     ids = torch.tensor([input_ids], device=model.device)
     ours = token_logprobs(model, ids, torch.ones_like(ids), len(input_ids) - 1)
     logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
@@ -465,15 +439,13 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
 # eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning): more room
-# to raise unlikely tokens keeps exploration alive.
-# The loss is sum_t w_t * l_t over a mini-batch; the weights w are fixed before micro-batching,
-# so the gradient is the same for any micro-batch size. Three ways to set them (--loss-agg):
+# to raise unlikely tokens keeps exploration alive. The loss is sum_t w_t * l_t over a mini-batch,
+# with weights fixed before micro-batching (so any micro-batch size gives the same gradient):
 #     token-mean (DAPO):  w_it = 1 / sum_j |y_j|             every token counts the same
 #     seq-mean (GRPO):    w_it = 1 / (n * |y_i|)             every response counts the same
 #     lambda (λ-GRPO):    w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + r * z_i
-# z_i is y_i's length standardised within its group and e, λ-GRPO's preference exponent, is learned
-# with the policy: e = 0 gives f = 1 (token-mean), and its sign decides whether longer or shorter
-# responses weigh more.
+# z_i is y_i's length standardised in its group; the exponent e is learned with the policy (e = 0
+# is token-mean; its sign decides whether longer or shorter responses weigh more).
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 weights: torch.Tensor, clip_low: float, clip_high: float,
@@ -511,17 +483,15 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
 
 # -----------------------------------------------------------------------------
 # Update
-# The step's N rollouts are split into --mini-batches optimizer steps of consecutive rows. The first
-# one's policy is pi_old itself, so its ratio is exactly 1; later ones see a moved policy, which is
-# when clipping acts. Each mini-batch accumulates gradients over micro-batches of similar-length
-# rows (less padding; the weights are fixed per mini-batch, so the gradient is the same), and a
-# non-finite loss or gradient skips that optimizer step. Rows are laid out prompt by prompt
-# (row = prompt * G + g), which is what viewing [N] as [B, G] relies on.
+# The step's rollouts make --mini-batches optimizer steps of consecutive rows. The first one's
+# policy is pi_old itself, so its ratio is exactly 1; later ones see a moved policy, which is when
+# clipping acts. Each accumulates gradients over micro-batches of similar-length rows (less padding,
+# same gradient); a non-finite loss or gradient skips that optimizer step. Rows are laid out prompt
+# by prompt (row = prompt * G + g), which viewing [N] as [B, G] relies on.
 
 def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
-    """The update's mini-batches (exactly cfg.mini_batches, of consecutive rows), each with its
-    micro-batches. The log-prob passes before the update use the same micro-batches, so every row
-    is computed in the same shapes, hence with the same numerics, as in the update."""
+    """Exactly cfg.mini_batches mini-batches of row indices, each with its micro-batches. The
+    log-prob passes before the update use the same micro-batches, hence the same numerics."""
     minis = torch.arange(len(batch.input_ids)).tensor_split(cfg.mini_batches)
     return [(mini, micro_batches(batch, mini, cfg.micro_batch_size)) for mini in minis]
 
@@ -529,12 +499,10 @@ def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tupl
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
                   cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> dict:
     policy.train()
-    N, T = batch.response_mask.shape
-    lengths = batch.response_mask.sum(1).to(device)                     # [N]
+    mask = batch.response_mask.to(device)                               # [N, T]
+    lengths = mask.sum(1)                                               # [N]
     totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
-    finite_updates = []
-    mask = batch.response_mask.to(device)                             # [N, T]
-    plan = update_plan(batch, cfg)
+    finite_updates, plan = [], update_plan(batch, cfg)
     for k, (mini, micros) in enumerate(plan):
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
@@ -543,16 +511,15 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
             # Rebuilt for every backward pass: with lambda-GRPO the weights carry the exponent's gradient.
             f = None if preference_exponent is None else length_preference(
                 lengths.view(-1, cfg.group_size), preference_exponent, cfg.lambda_r).flatten()[mini]
-            weights = torch.zeros(N, T, device=device)                  # nonzero on this mini-batch's rows
-            weights = weights.index_put((mini.to(device),), token_weights(mask[mini], cfg.loss_agg, f))
+            weights = torch.zeros_like(mask).index_put((mini,), token_weights(mask[mini], cfg.loss_agg, f))
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
+            micro_ref = None if ref_logp is None else ref_logp[rows, :t].to(device)
             loss, stats = policy_loss(logp, batch.old_logp[rows, :t].to(device), advantages[rows].to(device),
-                                      weights[rows, :t], cfg.clip_low, cfg.clip_high,
-                                      None if ref_logp is None else ref_logp[rows, :t].to(device), cfg.kl_coef)
+                                      weights[rows, :t], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
-            if k == 0:  # the policy has not moved yet: how far does the sampler's copy disagree?
+            if k == 0:  # the policy has not moved yet: how far is the sampler's copy from it?
                 gap = (logp.detach() - batch.sampler_logp[rows, :t].to(device)).abs() * mask[rows, :t]
                 totals["sampler_logp_gap"] += gap.sum().item() / mask[mini].sum().item()
             for key, value in stats.items():
@@ -572,15 +539,11 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
 
 # -----------------------------------------------------------------------------
 # Sampling
-# A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
-# --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
-# once and its KV cache copied to them. The cache is allocated whole up front (a too-large batch
-# fails at once, and no step re-copies a growing cache), but attention reads only its filled part.
-# Each step keeps log_softmax(logits / temperature)[y_t] of the token it drew. Where the policy
-# samples for itself (CPU) these are pi_old's log-probs, with no second pass; a separate bf16
-# sampling copy (CUDA) rounds differently, so there pi_old is recomputed by the policy (Training loop).
-# A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
-# also one of its end tokens, so masking "every pad id" would drop the real end token.
+# A plain decode loop: prefill each distinct prompt once (a group's G rows share it), copy its KV
+# cache to its rows, then one forward pass per token. The cache is allocated whole up front (a
+# too-large batch fails at once), but attention reads only its filled part. Each token's
+# log_softmax(logits / temperature) is kept: pi_old's log-probs where the policy samples for itself.
+# A response ends at its FIRST end token: Qwen3's pad token (<|endoftext|>) is also an end token.
 
 @dataclass(frozen=True)
 class Sampling:
@@ -630,9 +593,7 @@ def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch
 
 class FilledKVLayer(StaticLayer):
     """A StaticLayer whose attention reads only the positions written so far, as views of the
-    preallocated buffer. Read whole, the buffer would cost every decode step prompt + max_new_tokens
-    positions, about twice the average need, and at Qwen3-1.7B's size that read outweighs the
-    weights' own."""
+    preallocated buffer: read whole, every decode step would pay for prompt + max_new_tokens."""
 
     def __init__(self, max_cache_len: int):
         super().__init__(max_cache_len)
@@ -700,10 +661,9 @@ def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
 
 # -----------------------------------------------------------------------------
 # Rollout batch
-# All of a step's N sequences in one layout: prompt left-padded to W columns, response right-padded
-# to T. Every response then starts at column W, so the log-probs (old, sampler's, reference) and
-# the response mask are plain [N, T] tensors. Each micro-batch is cut to the columns its own rows
-# need.
+# A step's N sequences in one layout: prompt left-padded to W columns, response right-padded to T.
+# Every response then starts at column W, so log-probs and the response mask are plain [N, T]
+# tensors. Each micro-batch is cut to the columns its own rows need.
 
 @dataclass
 class Rollouts:
@@ -724,8 +684,7 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
         attn.append([0] * (W - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
         resp.append([1.0] * len(r) + [0.0] * (T - len(r)))
         logp.append(lp + [0.0] * (T - len(r)))
-    logp = torch.tensor(logp)
-    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), logp, logp)
+    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), *[torch.tensor(logp)] * 2)
 
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -738,15 +697,13 @@ def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tens
 
 
 def micro_batches(batch: Rollouts, rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
-    """rows split into micro-batches of `size`, shortest sequences first: a short row is not padded
-    to a long neighbour's length."""
+    """rows in micro-batches of `size`, shortest first: no row is padded to a much longer one."""
     return rows[batch.attention_mask[rows].sum(1).argsort(stable=True)].split(size)
 
 
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
-    """Per-token log-probs of every response under `model`, [N, T] float32, zero on padding,
-    computed in the update's micro-batches and under its autocast."""
+    """Log-probs of every response under `model` in the update's micro-batches and autocast, [N, T]."""
     model.eval()
     out = torch.zeros_like(batch.response_mask)
     for _, micros in update_plan(batch, cfg):
@@ -759,11 +716,10 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
 
 # -----------------------------------------------------------------------------
 # Training loop
-# Each step: take prompts_per_step problems, sample group_size responses for each, score them,
-# compute pi_old (on CUDA, the policy's own pass over what its bf16 copy sampled) and the frozen
-# reference's log-probs, turn rewards and scores into advantages, and take mini_batches clipped
-# optimizer steps. Scoring runs in the main thread: math-verify bounds its time with signal.alarm,
-# which only the main thread may use.
+# Each step: sample group_size responses for each of prompts_per_step problems, score them, get
+# pi_old (on CUDA the policy's own pass over what its bf16 copy drew: the ratio must start at
+# exactly 1) and the reference's log-probs, turn rewards and scores into advantages, and update.
+# Scoring stays in the main thread: math-verify's time limit uses signal.alarm, main-thread only.
 
 def train(cfg: Config, reward_fn=None) -> list[dict]:
     """Run cfg.steps training steps (or the rest of them, with cfg.resume); returns metrics rows."""
@@ -777,8 +733,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     tokenizer, policy, sampler, ref = load_models(cfg, device, str(resume_from or cfg.model))
     exponent = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "lambda" else None
     optimizer, scheduler = make_optimizer(policy, cfg, exponent)
-    pad_id = tokenizer.pad_token_id
-    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_token_ids(policy, tokenizer), pad_id)
+    pad_id, end_ids = tokenizer.pad_token_id, end_token_ids(policy, tokenizer)
+    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_ids, pad_id)
     reward_fn = reward_fn or (lambda text, ex: reward(text, ex, cfg.rouge_weight))
     prompts = [build_prompt(tokenizer, ex["problem"], cfg.thinking) for ex in examples]
     context = getattr(policy.config, "max_position_embeddings", None) or 10 ** 9
@@ -787,9 +743,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     check_output_layer(policy, examples[0]["prompt_ids"])
     if device.type == "cpu":
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
-    log(f"{len(examples)} training problems from {cfg.dataset}"
-        + (f" ({dropped} rows dropped: no gold answer)" if dropped else ""))
-
+    log(f"{len(examples)} training problems from {cfg.dataset}" + (f" ({dropped} rows dropped: no gold "
+                                                                    "answer)" if dropped else ""))
     step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
     if resume_from:
         log(f"resumed from {resume_from} at step {step}")
@@ -809,18 +764,17 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             step_examples = [example_at(examples, data_position + k, cfg.seed)   # [N], prompt by prompt
                              for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
             prompt_ids = [ex["prompt_ids"] for ex in step_examples]
-            responses, logprobs, truncated = sample_responses(sampler, prompt_ids, sampling, cfg.gen_batch_size)
+            responses, logprobs, truncated = sample_responses(sampler, prompt_ids, sampling,
+                                                              cfg.gen_batch_size)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
             t1 = time.perf_counter()
             verdicts = [reward_fn(text, ex) for text, ex in zip(texts, step_examples)]
             t2 = time.perf_counter()
-
             batch = pack_rollouts(prompt_ids, responses, logprobs, pad_id)
-            if sampler is not policy:         # pi_old must carry the trained policy's own numerics
+            if sampler is not policy:
                 batch.old_logp = rollout_logprobs(policy, batch, cfg, device)
             ref_logp = rollout_logprobs(ref, batch, cfg, device) if ref is not None else None
             t3 = time.perf_counter()
-
             grouped = (cfg.prompts_per_step, cfg.group_size)
             rewards = torch.tensor([v["reward"] for v in verdicts]).view(grouped)
             lengths = batch.response_mask.sum(1)
@@ -837,13 +791,17 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        "accuracy": sum(v["correct"] for v in verdicts) / len(verdicts),
                        "rouge_mean": sum(v["rouge"] for v in verdicts) / len(verdicts),
                        "adv_abs_mean": advantages.abs().mean().item(),
-                       "response_len_mean": lengths.mean().item(), "truncated_frac": sum(truncated) / len(truncated),
-                       **{k: stats[k] for k in ("clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr")},
+                       "response_len_mean": lengths.mean().item(),
+                       "truncated_frac": sum(truncated) / len(truncated),
+                       **{key: stats[key] for key in ("clip_frac", "kl", "loss", "grad_norm", "lr")},
+                       "sampler_logp_gap": stats["sampler_logp_gap"],
                        "skipped_updates": stats["finite_updates"].count(False),
-                       **({"preference_exponent": exponent.item()} if exponent is not None else {}),
-                       **({"peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30} if device.type == "cuda" else {}),
                        "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
+            if exponent is not None:
+                metrics["preference_exponent"] = exponent.item()
+            if device.type == "cuda":
+                metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
             history.append(metrics)
             append_jsonl(out / "metrics.jsonl", [metrics])
             if cfg.log_samples_every > 0 and step % cfg.log_samples_every == 0:
@@ -857,7 +815,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             for finite in stats["finite_updates"]:
                 bad_updates_in_a_row = 0 if finite else bad_updates_in_a_row + 1
             if metrics["skipped_updates"]:
-                log(f"step {step}: skipped {metrics['skipped_updates']} update(s) with a NaN/inf loss or gradient")
+                log(f"step {step}: skipped {metrics['skipped_updates']} update(s): NaN/inf loss or gradient")
             if step % cfg.save_every == 0 or step == cfg.steps or stop_requested or bad_updates_in_a_row >= 3:
                 path = save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, data_position,
                                        cfg.keep_checkpoints, exponent)
@@ -1031,8 +989,9 @@ def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None
     groups = [{"params": list(policy.parameters())}]
     if preference_exponent is not None:
         groups.append({"params": [preference_exponent], "lr": cfg.lambda_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=next(policy.parameters()).is_cuda)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
+    fused = next(policy.parameters()).is_cuda
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=fused)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / max(1, cfg.warmup_steps)))
     return optimizer, warmup
 
 
@@ -1083,10 +1042,10 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
 
 
 def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
-    """Load trainer_state.pt into the optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
+    """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
     path = checkpoint_dir / "trainer_state.pt"
-    try:  # weights_only: tensors and plain values only, so a shared checkpoint cannot run code
-        state = torch.load(path, weights_only=True)
+    try:
+        state = torch.load(path, weights_only=True)       # plain data only: a shared file cannot run code
     except Exception as e:
         raise UsageError(f"{path} cannot be loaded as plain data ({first_line(e)}); a file lampo "
                          "wrote always can: start a new run, or resume from a checkpoint you trust") from None
@@ -1100,15 +1059,12 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     return state["step"], state["data_position"]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a log, without a half-written last line (left by a crash mid-append)."""
-    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    return [json.loads(line) for line in lines if line.endswith("\n")]
-
-
 def trim_jsonl(path: Path, max_step: int) -> None:
-    """Keep the rows logged up to the checkpoint a run resumes from, so no step appears twice."""
-    rows = [row for row in read_jsonl(path) if row["step"] <= max_step]
+    """Keep the rows logged up to the checkpoint a run resumes from, so no step appears twice, and
+    drop a half-written last line (a crash mid-append leaves one)."""
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    rows = [row for row in map(json.loads, filter(lambda line: line.endswith("\n"), lines))
+            if row["step"] <= max_step]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -1125,7 +1081,8 @@ def prepare_output_dir(path: str) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") from None
+        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") \
+            from None
     return out
 
 
@@ -1141,9 +1098,8 @@ class UsageError(Exception):
 def in_interval(value: float, interval: str) -> bool:
     """value in an interval written as "(0, 1]" or "[1, inf)"."""
     low, high = (float(x) for x in interval[1:-1].split(","))
-    above = low < value if interval[0] == "(" else low <= value
-    below = value < high if interval[-1] == ")" else value <= high
-    return above and below
+    return (low < value if interval[0] == "(" else low <= value) and (value < high if interval[-1] == ")"
+                                                                      else value <= high)
 
 
 def validate(cfg: Config) -> None:
@@ -1190,14 +1146,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train(cfg)
     except (UsageError, FloatingPointError, torch.OutOfMemoryError, KeyboardInterrupt) as e:
-        message, code = {
-            UsageError: (f"error: {e}", 2),
-            FloatingPointError: (f"error: {e}", 1),
-            torch.OutOfMemoryError: ("error: out of GPU memory: lower --gen-batch-size (sampling) or "
-                                     "--micro-batch-size (update)", 1),
-            KeyboardInterrupt: (f"interrupted: continue from the newest checkpoint in {cfg.output_dir} "
-                                "with --resume", 130),
-        }[type(e)]
+        oom = "out of GPU memory: lower --gen-batch-size (sampling) or --micro-batch-size (update)"
+        resume = f"continue from the newest checkpoint in {cfg.output_dir} with --resume"
+        message, code = {UsageError: (f"error: {e}", 2), FloatingPointError: (f"error: {e}", 1),
+                         torch.OutOfMemoryError: (f"error: {oom}", 1),
+                         KeyboardInterrupt: (f"interrupted: {resume}", 130)}[type(e)]
         print(message, file=sys.stderr)
         sys.exit(code)
 
