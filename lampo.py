@@ -1,41 +1,37 @@
 """
 LamPO: Lambda-style Policy Optimization, in one file.
 
-LamPO is reinforcement learning with verifiable rewards (RLVR: the reward is a rule-based check of
-the final answer, not a learned reward model) for reasoning LLMs, written as a diff from GRPO.
-
-GRPO samples a group of G responses y_1..y_G per prompt x from the policy as it is now (pi_old),
-scores each with the verifier (r_i), and trains with no critic: each response is pushed by its
-reward standardised within the group, through PPO's clipped ratio, with a KL leash to the start:
+Reinforcement learning with verifiable rewards (RLVR: the reward is a rule-based check of the
+final answer, not a learned model) for reasoning LLMs, as a diff from GRPO. GRPO samples G
+responses y_1..y_G per prompt x from the policy as it is now (pi_old), scores them (r_i) and, with
+no critic, pushes each by its reward standardised in its group, through PPO's clipped ratio:
 
     A_i   = (r_i - mean(r)) / std(r)
     rho_t = pi_theta(y_i,t | x, y_i,<t) / pi_old(y_i,t | x, y_i,<t)
     maximise  mean_t min(rho_t * A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) * A_i)
               - beta * KL(pi_theta || pi_ref)
 
-LamPO keeps all of that and changes the advantage and the reward. Each response sums its reward
-gaps to every peer, and each pair is weighed by how unsure the policy is about it (LambdaRank's
-idea, from learning to rank: a pair the model already orders right carries little gradient):
+LamPO changes the advantage: each response sums its reward gaps to every peer, each pair weighed
+by how unsure the policy is about it (LambdaRank's idea, from learning to rank: a pair the model
+already orders right carries little gradient):
 
     s_i    = mean_t log pi_old(y_i,t | x, y_i,<t)              length-normalised sequence score
     lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
     A_i    = 1/(G-1) * sum_{j != i} lam_ij * (r_i - r_j)
 
-and a dense term joins the 0/1 correctness reward when the example has a reference solution:
+and adds a dense term to the 0/1 correctness reward when a reference solution exists:
 
     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
 
-With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): the RLOO advantage (a
-leave-one-out baseline), which is also Dr.GRPO's (GRPO without the std division).
-The formulas are this project's reading of the paper's abstract (arXiv 2605.21235): see
-LAMPO_SPEC.md and the README for which choices are ours.
+With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage,
+also Dr.GRPO's (GRPO without the std). The formulas are our reading of the paper's abstract (arXiv
+2605.21235): LAMPO_SPEC.md and the README say which choices are ours.
 
 Run (one GPU, bf16):
     python lampo.py --model Qwen/Qwen3-1.7B
     python lampo.py --model Qwen/Qwen3-1.7B --advantage grpo --rouge-weight 0    # the GRPO baseline
     python lampo.py --output-dir runs/lampo --resume              # continue after a crash
-Watch it learn on a CPU in about a minute (a tiny random model and a toy task):
-    python demo/learn_on_cpu.py
+    python demo/learn_on_cpu.py                  # watch a tiny random model learn a toy task on CPU
 """
 
 import argparse
@@ -70,7 +66,6 @@ from transformers.utils import logging as hf_logging
 def arg(default, help: str, choices: tuple[str, ...] | None = None, within: str | None = None):
     """A Config field; within is its valid range as an interval, "(0, 1]" or "[1, inf)"."""
     return field(default=default, metadata={"help": help, "choices": choices, "within": within})
-
 
 @dataclass
 class Config:
@@ -123,11 +118,10 @@ class Config:
 # -----------------------------------------------------------------------------
 # Reward
 #     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
-# correct is 1 when the final answer has the gold answer's value (Answer checking). ROUGE-L ranks
-# the responses of an all-wrong (or all-right) group, which would otherwise carry no signal; even a
-# response cut off before its answer earns it. GRPO's std division blows that small term up to full
-# size, so the paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...) takes
-# any verifier with this contract.
+# ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
+# signal; even a response cut off before its answer earns it. GRPO's std division blows it up to
+# full size, so the paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...)
+# takes any verifier with reward()'s contract.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
@@ -148,7 +142,6 @@ _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
 _BRACE = re.compile(r"[{}]")
 _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b|:)[\s*:]*", re.IGNORECASE)
 
-
 def extract_answer(text: str) -> str | None:
     """The model's final answer: the last box after the reasoning, else 'the answer is X'."""
     # Boxes inside <think>...</think> are drafts: only the text after the last </think> counts,
@@ -164,12 +157,10 @@ def extract_answer(text: str) -> str | None:
         return _phrase_answer(final[phrases[-1].end():])
     return None
 
-
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
     boxes = list(_BOX.finditer(text))
     return _box_argument(text, boxes[-1].end()) if boxes else None
-
 
 def _box_argument(text: str, start: int) -> str | None:
     """The brace group (or, for `\\boxed 5`, the token) after a box command; None if cut off."""
@@ -184,7 +175,6 @@ def _box_argument(text: str, start: int) -> str | None:
         if depth == 0:
             return text[arg.end():brace.start()].strip() or None
     return None  # the response ended inside the box: no answer, not a partial one
-
 
 def _phrase_answer(rest: str) -> str | None:
     """Fallback for unboxed answers: the rest of the line, up to the end of the sentence."""
@@ -202,7 +192,6 @@ _UNIT = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{(?!i\})[a-zA-Z\s]*\}(?:\^
 _WRAPPER = re.compile(r"\\(?:text|textbf|mathbf|mbox|mathrm)\{([^{}]*)\}")
 _UNICODE = str.maketrans({"−": "-", "∞": "\\infty", "π": "\\pi", "√": "\\sqrt", "°": ""})
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)"
-
 
 def _normalize(s: str) -> str:
     s = s.translate(_UNICODE).strip()
@@ -225,10 +214,8 @@ def _normalize(s: str) -> str:
     # A lone value in parentheses is that value: choices (C) and C), AoPS's \textbf{(540)}.
     return re.sub(r"^\(([^(),]*)\)$|^([A-J])\)$", r"\1\2", s)
 
-
 def _brace_frac(m: re.Match) -> str:
     return "\\frac" + "".join(a if a[0] == "{" else "{" + a + "}" for a in m.groups())
-
 
 def _to_number(s: str) -> Fraction | None:
     """Exact value of an integer, decimal, a/b, or (mixed) \\frac{a}{b}; None otherwise."""
@@ -245,7 +232,6 @@ def _to_number(s: str) -> Fraction | None:
     except (ValueError, ZeroDivisionError):  # \frac{1}{0}, or more digits than int() allows
         pass
     return None
-
 
 def _split(s: str, sep: str) -> list[str]:
     """Split s at each sep outside brackets; [s] if the brackets do not balance."""
@@ -264,7 +250,6 @@ def _split(s: str, sep: str) -> list[str]:
         i += 1
     return items + [s[start:]] if depth == 0 else [s]
 
-
 def _parts(s: str) -> tuple[str, list[str]] | None:
     """A compound answer as (kind, items): matrix, union, list, tuple or interval."""
     matrix = re.fullmatch(r"\\begin\{[pbv]?matrix\}(.*)\\end\{[pbv]?matrix\}", s)
@@ -281,7 +266,6 @@ def _parts(s: str) -> tuple[str, list[str]] | None:
             return s[0] + s[-1], items  # the brackets are part of the answer: [1,2) != (1,2)
     return None
 
-
 def _same(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -292,7 +276,6 @@ def _same(a: str, b: str) -> bool:
     pa, pb = _parts(a), _parts(b)
     return (pa is not None and pb is not None and pa[0] == pb[0]
             and len(pa[1]) == len(pb[1]) and all(map(_same, pa[1], pb[1])))
-
 
 def is_equiv(pred: str | None, gold: str) -> bool:
     """True when the predicted answer has the same value as the gold answer."""
@@ -326,7 +309,6 @@ def lcs_length(a: list[str], b: list[str]) -> int:
             v = ((v + u) | (v - u)) & full
     return len(b) - v.bit_count()
 
-
 def rouge_l_f1(response: str, reference: str) -> float:
     # rouge-score's default tokenizer (lowercase [a-z0-9]+ runs, no stemmer), from the module
     # that does not pull in nltk.
@@ -351,11 +333,9 @@ def rouge_l_f1(response: str, reference: str) -> float:
 def grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1e-4)
 
-
 def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     G = rewards.shape[-1]
     return G / (G - 1) * (rewards - rewards.mean(-1, keepdim=True))
-
 
 def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) -> torch.Tensor:
     G = rewards.shape[-1]
@@ -366,7 +346,6 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
     lam = 2 * torch.sigmoid(-torch.sign(gap) * margin)
     return (lam * gap).sum(-1) / (G - 1)
 
-
 def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) -> torch.Tensor:
     # LPO moves the policy's distribution over the group, P = softmax(s), towards the target w* by
     # minimising KL(w* || P_theta), whose gradient is sum_k (P_k - w*_k) * grad log P(y_k). Minus
@@ -375,7 +354,6 @@ def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) 
     # coefficient vanish.
     log_p = torch.log_softmax(scores, -1)
     return torch.softmax(rewards / tau_lpo + log_p, -1) - log_p.exp()
-
 
 ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
     "lampo": lambda rewards, scores, cfg: lampo_advantages(rewards, scores, cfg.tau),
@@ -395,13 +373,11 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
-
 def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
     logits = (hidden @ weight.T).float()                               # [B, C, V]
     logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
-
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_tokens: int,
                    temperature: float = 1.0) -> torch.Tensor:
@@ -416,7 +392,6 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     chunk = max(1, LOGIT_CHUNK_TOKENS // input_ids.shape[0])
     return torch.cat([recompute_in_backward(chunk_logprobs, h, weight, y, temperature, use_reentrant=False)
                       for h, y in zip(hidden.split(chunk, 1), targets.split(chunk, 1))], dim=1)
-
 
 @torch.no_grad()
 def check_output_layer(model, input_ids: list[int]) -> None:
@@ -438,14 +413,12 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
-# eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning): more room
-# to raise unlikely tokens keeps exploration alive. The loss is sum_t w_t * l_t over a mini-batch,
-# with weights fixed before micro-batching (so any micro-batch size gives the same gradient):
+# eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning), which keeps
+# exploring. The loss is sum_t w_t * l_t over a mini-batch, w fixed before micro-batching:
 #     token-mean (DAPO):  w_it = 1 / sum_j |y_j|             every token counts the same
 #     seq-mean (GRPO):    w_it = 1 / (n * |y_i|)             every response counts the same
 #     lambda (λ-GRPO):    w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + r * z_i
-# z_i is y_i's length standardised in its group; the exponent e is learned with the policy (e = 0
-# is token-mean; its sign decides whether longer or shorter responses weigh more).
+# z_i is y_i's length standardised in its group; the exponent e is learned (0 is token-mean).
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 weights: torch.Tensor, clip_low: float, clip_high: float,
@@ -465,13 +438,11 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         stats["kl"] = (weights * kl).sum().item()
     return (weights * per_token).sum(), stats
 
-
 def length_preference(lengths: torch.Tensor, exponent: torch.Tensor, r: float) -> torch.Tensor:
     """lambda-GRPO's response weights f, [B, G], from the response lengths, [B, G]."""
     z = (lengths - lengths.mean(-1, keepdim=True)) / (lengths.std(-1, keepdim=True) + 1e-6)
     h = (1 + r * z).clamp(min=1e-3)                                     # h ** exponent needs h > 0
     return lengths.shape[-1] * torch.softmax(h ** exponent, -1)
-
 
 def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = None) -> torch.Tensor:
     """Weights [n, T] for a mini-batch's response mask [n, T]; f [n] only for lambda-GRPO."""
@@ -490,11 +461,12 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
 # by prompt (row = prompt * G + g), which viewing [N] as [B, G] relies on.
 
 def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
-    """Exactly cfg.mini_batches mini-batches of row indices, each with its micro-batches. The
-    log-prob passes before the update use the same micro-batches, hence the same numerics."""
-    minis = torch.arange(len(batch.input_ids)).tensor_split(cfg.mini_batches)
-    return [(mini, micro_batches(batch, mini, cfg.micro_batch_size)) for mini in minis]
-
+    """Exactly cfg.mini_batches mini-batches of row indices, each split into micro-batches of
+    similar-length rows (shortest first: no row is padded to a much longer one). The log-prob passes
+    before the update use the same micro-batches, so each row gets the same numerics as in the update."""
+    lengths = batch.attention_mask.sum(1)
+    minis = torch.arange(len(lengths)).tensor_split(cfg.mini_batches)
+    return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
 
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
                   cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> dict:
@@ -554,12 +526,10 @@ class Sampling:
     pad_id: int
     top_k: int = 0                # 0 = off
 
-
 def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = model.generation_config.eos_token_id
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
-
 
 def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask, [N, max_len], padded on the left."""
@@ -568,14 +538,12 @@ def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
     return ids, mask
 
-
 def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
     """The response up to and including its first end token, and whether it was truncated instead."""
     for t, token in enumerate(tokens):
         if token in end_ids:
             return tokens[: t + 1], False
     return tokens, True
-
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
@@ -589,7 +557,6 @@ def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch
         outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
         logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
     return logp
-
 
 class FilledKVLayer(StaticLayer):
     """A StaticLayer whose attention reads only the positions written so far, as views of the
@@ -606,7 +573,6 @@ class FilledKVLayer(StaticLayer):
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
-
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
 def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
@@ -642,7 +608,6 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
             break
     return torch.cat(tokens, 1), torch.cat(logprobs, 1)
 
-
 def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
@@ -673,7 +638,6 @@ class Rollouts:
     old_logp: torch.Tensor        # [N, T] log pi_old of each response token, 0.0 on padding
     sampler_logp: torch.Tensor    # [N, T] the same, as the sampling model computed it while drawing
 
-
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
     """The step's rollouts; old_logp starts as the sampler's log-probs."""
@@ -686,7 +650,6 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
         logp.append(lp + [0.0] * (T - len(r)))
     return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), *[torch.tensor(logp)] * 2)
 
-
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
     W = batch.input_ids.shape[1] - batch.response_mask.shape[1]
@@ -694,12 +657,6 @@ def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tens
     t = int(batch.response_mask[rows].sum(1).max())
     cols = slice(W - w, W + t)
     return batch.input_ids[rows, cols].to(device), batch.attention_mask[rows, cols].to(device), t
-
-
-def micro_batches(batch: Rollouts, rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
-    """rows in micro-batches of `size`, shortest first: no row is padded to a much longer one."""
-    return rows[batch.attention_mask[rows].sum(1).argsort(stable=True)].split(size)
-
 
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
@@ -829,7 +786,6 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
         signal.signal(signal.SIGINT, previous_handler)
     return history
 
-
 def request_stop(stop_requested: list) -> None:
     if stop_requested:
         raise KeyboardInterrupt
@@ -844,7 +800,6 @@ def request_stop(stop_requested: list) -> None:
 # which is the ROUGE-L reference. Rows with no usable gold answer are dropped and counted.
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
 
 def load_table(source: str, split: str = "train", config: str | None = None):
     """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
@@ -864,13 +819,11 @@ def load_table(source: str, split: str = "train", config: str | None = None):
     except Exception as e:  # not found, offline, gated, bad split: the library's own words say which
         raise UsageError(f"could not load dataset {source!r} (split {split!r}): {first_line(e)}") from None
 
-
 def require_columns(table, columns: list[str], source: str, flag_hint: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise UsageError(f"dataset {source} has no column {', '.join(map(repr, missing))} (it has: "
                          f"{', '.join(table.column_names)}); {flag_hint}")
-
 
 def load_examples(cfg: Config) -> tuple[list[dict], int]:
     """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
@@ -891,7 +844,6 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
     return examples, len(table) - len(examples)
 
-
 def example_at(examples: list[dict], position: int, seed: int) -> dict:
     """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
     epoch, i = divmod(position, len(examples))
@@ -908,14 +860,12 @@ def example_at(examples: list[dict], position: int, seed: int) -> dict:
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
-
 def build_prompt(tokenizer, problem: str, thinking: bool = True, instruction: str = MATH_INSTRUCTION) -> str:
     content = f"{problem}\n\n{instruction}"
     if tokenizer.chat_template is None:
         return f"Question: {content}\nAnswer:"
     return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                          add_generation_prompt=True, enable_thinking=thinking)
-
 
 def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: int) -> list[list[int]]:
     """Token ids of each prompt; the chat template already holds the special tokens."""
@@ -930,24 +880,20 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
 
 # -----------------------------------------------------------------------------
 # Models and precision
-# On CUDA the trained policy keeps fp32 master weights (and fp32 AdamW state) and runs its matmuls
-# in bf16 under autocast. Why: at lr 1e-6 an AdamW step moves a weight by about 1e-6, while bf16
-# can only resolve |w| * 2^-8 (8e-5 for w = 0.02), so plain bf16 weights round most updates away.
-# Sampling uses a bf16 copy, re-synced after every step: decoding is bound by reading the weights,
-# and autocast would re-cast all fp32 weights to bf16 for every generated token.
-# On CPU (tests, smoke runs) everything is float32 and the policy samples for itself.
+# On CUDA the policy keeps fp32 master weights and AdamW state and computes in bf16 (autocast): an
+# AdamW step at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8. Sampling uses
+# a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
+# smoke runs) everything is float32 and the policy samples for itself.
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
 
 def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
 
 def from_pretrained(auto_class, source: str, **kwargs):
     """auto_class.from_pretrained(source), with a one-line error for a missing folder or hub id."""
@@ -959,17 +905,14 @@ def from_pretrained(auto_class, source: str, **kwargs):
     except (OSError, ValueError) as e:
         raise UsageError(f"could not load {source!r} (a local folder or hub id): {first_line(e)}") from None
 
-
 def load_tokenizer(source: str):
     tokenizer = from_pretrained(AutoTokenizer, source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
-
 def load_model(source: str, device: torch.device, dtype: torch.dtype):
     return from_pretrained(AutoModelForCausalLM, source, dtype=dtype).to(device)
-
 
 def load_models(cfg: Config, device: torch.device, start_from: str):
     """Tokenizer, trained policy (fp32), sampler (bf16 copy on CUDA) and frozen reference (if kl_coef > 0)."""
@@ -983,7 +926,6 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
         frozen.eval().requires_grad_(False)
     return tokenizer, policy, sampler, ref
 
-
 def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
     """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
     groups = [{"params": list(policy.parameters())}]
@@ -991,22 +933,20 @@ def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None
         groups.append({"params": [preference_exponent], "lr": cfg.lambda_lr})
     fused = next(policy.parameters()).is_cuda
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=fused)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / max(1, cfg.warmup_steps)))
-    return optimizer, warmup
+    warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
 
 
 # -----------------------------------------------------------------------------
 # Checkpoints
-# Hugging Face folders (model + tokenizer via save_pretrained, loadable by AutoModelForCausalLM and
-# vLLM) plus trainer_state.pt: optimizer, scheduler, step, data position and RNG states, so a
+# Hugging Face folders (model and tokenizer, loadable by AutoModelForCausalLM and vLLM; fp32 master
+# weights) plus trainer_state.pt (optimizer, scheduler, step, data position, RNG states), so a
 # resumed run continues exactly. Written to a temporary folder and renamed into place: a crash
-# mid-save never corrupts the newest checkpoint. The master weights are saved in fp32, so resuming
-# loses nothing; load them with dtype=torch.bfloat16 for inference.
+# mid-save never corrupts the newest checkpoint.
 
 def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
 
 def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
     """The newest checkpoint with --resume, else None; refuses what would mix two runs."""
@@ -1023,7 +963,6 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         raise UsageError(f"--resume: this run started from --model {started_with}; pass the same --model")
     return saved[-1]
 
-
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
                     keep: int, preference_exponent: torch.Tensor | None) -> Path:
     final, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
@@ -1039,7 +978,6 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
     for old in checkpoints(out_dir)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
 
 def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
     """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
@@ -1058,7 +996,6 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["step"], state["data_position"]
 
-
 def trim_jsonl(path: Path, max_step: int) -> None:
     """Keep the rows logged up to the checkpoint a run resumes from, so no step appears twice, and
     drop a half-written last line (a crash mid-append leaves one)."""
@@ -1067,22 +1004,19 @@ def trim_jsonl(path: Path, max_step: int) -> None:
             if row["step"] <= max_step]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
-
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
-
 
 def prepare_output_dir(path: str) -> Path:
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") \
-            from None
+        writable = os.access(out, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
 
 
@@ -1094,13 +1028,11 @@ def prepare_output_dir(path: str) -> Path:
 class UsageError(Exception):
     """Bad input: main() prints the message on one line and exits with code 2."""
 
-
 def in_interval(value: float, interval: str) -> bool:
     """value in an interval written as "(0, 1]" or "[1, inf)"."""
     low, high = (float(x) for x in interval[1:-1].split(","))
-    return (low < value if interval[0] == "(" else low <= value) and (value < high if interval[-1] == ")"
-                                                                      else value <= high)
-
+    above = low < value if interval[0] == "(" else low <= value
+    return above and (value < high if interval[-1] == ")" else value <= high)
 
 def validate(cfg: Config) -> None:
     for f in fields(Config):
@@ -1117,15 +1049,12 @@ def validate(cfg: Config) -> None:
         raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {rows} responses "
                          "(--prompts-per-step x --group-size): lower it")
 
-
 def log(message: str) -> None:
     tqdm.write(f"lampo: {message}", file=sys.stderr)    # through tqdm, so the step bar stays intact
-
 
 def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
-
 
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description="LamPO: RL with verifiable rewards for reasoning LLMs.",
@@ -1139,7 +1068,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
             kind = {int: int, float: float}.get(f.type, str)
             parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help)
     return Config(**vars(parser.parse_args(argv)))
-
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)

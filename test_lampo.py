@@ -37,6 +37,9 @@ from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_adva
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
 
 TEST_DATA = Path(__file__).resolve().parent / "testdata"   # real benchmark rows; provenance in its README
+# A FutureWarning or DeprecationWarning fails the test that triggers it: transformers reports its
+# deprecations against its own or torch's frames, not ours, so a filter on lampo.py would miss them.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning")
 
 
 # -----------------------------------------------------------------------------
