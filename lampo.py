@@ -44,11 +44,12 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, fields
-from fractions import Fraction
 from pathlib import Path
 
+import math_verify
 import torch
 from rouge_score.tokenize import tokenize as rouge_tokenize
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
@@ -131,11 +132,11 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
 
 # -----------------------------------------------------------------------------
 # Answer checking
-# The reward is 1 only when the model's final answer equals the gold answer as a value, so
-# this is where training goes wrong quietly: a lax checker is reward hacking waiting to happen,
-# a strict one punishes right answers written differently (0.5 vs \frac{1}{2}) and teaches the
-# model wrong. We take the last \boxed{...} after the reasoning, strip LaTeX that cannot change
-# the value, then compare numbers exactly (fractions) and tuples element by element. No sympy.
+# The reward is 1 only when the model's final answer equals the gold answer as a value, so this
+# is where training goes wrong quietly: a lax checker is reward hacking waiting to happen, a strict
+# one punishes right answers written differently (0.5 vs \frac{1}{2}) and teaches the model wrong.
+# Values are compared by math-verify, the field's verifier (behind lighteval's and open-r1's
+# published MATH-500 and AIME numbers); ours is only finding the answer and a few rewrites.
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
@@ -144,9 +145,8 @@ _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b|:)[\s*:]*", re.IGNORECASE)
 
 def extract_answer(text: str) -> str | None:
     """The model's final answer: the last box after the reasoning, else 'the answer is X'."""
-    # Boxes inside <think>...</think> are drafts: only the text after the last </think> counts,
-    # and a response cut off mid-thought (<think> never closed) has no answer. Without think tags
-    # (thinking off) the whole response is the answer part.
+    # Boxes inside <think>...</think> are drafts: only the text after the last </think> counts, and
+    # a response cut off mid-thought (<think> never closed) has none. No tags: thinking was off.
     if "<think>" in text and "</think>" not in text:
         return None
     final = text.rsplit("</think>", 1)[-1]
@@ -160,15 +160,11 @@ def extract_answer(text: str) -> str | None:
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
     boxes = list(_BOX.finditer(text))
-    return _box_argument(text, boxes[-1].end()) if boxes else None
-
-def _box_argument(text: str, start: int) -> str | None:
-    """The brace group (or, for `\\boxed 5`, the token) after a box command; None if cut off."""
-    arg = _BOX_ARGUMENT.match(text, start)
+    arg = _BOX_ARGUMENT.match(text, boxes[-1].end()) if boxes else None
     if arg is None:
         return None
     if arg[1]:
-        return arg[1]
+        return arg[1]  # \boxed 5
     depth = 0
     for brace in _BRACE.finditer(text, arg.end() - 1):
         depth += 1 if brace[0] == "{" else -1
@@ -179,112 +175,49 @@ def _box_argument(text: str, start: int) -> str | None:
 def _phrase_answer(rest: str) -> str | None:
     """Fallback for unboxed answers: the rest of the line, up to the end of the sentence."""
     line = rest.partition("\n")[0]
-    math = re.match(r"\$+([^$]+)\$", line)
-    answer = math[1] if math else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    inline = re.match(r"\$+([^$]+)\$", line)
+    answer = inline[1] if inline else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
     return answer.strip(" $*.") or None
 
 
-# Formatting that never changes a value: sizing, spacing, math delimiters, $, %, degrees.
-_JUNK = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|(?<!\\)\\[!,;: ()\[\]]"
-                   r"|\\?\$|\\?%|\^\{?\\circ\}?")
-# A unit word at the end of an answer ('15\mbox{ cm}^2'); '\text{i}' is a number, not a unit.
-_UNIT = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{(?!i\})[a-zA-Z\s]*\}(?:\^\{?\d\}?)?$")
-_WRAPPER = re.compile(r"\\(?:text|textbf|mathbf|mbox|mathrm)\{([^{}]*)\}")
-_UNICODE = str.maketrans({"−": "-", "∞": "\\infty", "π": "\\pi", "√": "\\sqrt", "°": ""})
-_NUMBER = r"-?(?:\d+\.?\d*|\.\d+)"
+# Notations math-verify misses, rewritten as LaTeX it reads, value kept. Decimals become exact
+# fractions, so a decimal equals only the value it spells out: math-verify rounds floats to 6
+# places, which would let 0.3333333 pass for \frac{1}{3}.
+_THOUSANDS = re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))")  # 10\,080
+_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6}
+_DECIMAL = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d*)\.(\d+)")  # 1,234.5 and .5
+_CHOICE = re.compile(r"^([A-J])\)$")  # C), as the options are listed in eval.py's prompts
+MAX_ANSWER_CHARS = 500  # an answer is short: a longer one is a ramble, refused before parsing
 
-def _normalize(s: str) -> str:
-    s = s.translate(_UNICODE).strip()
-    s = re.sub(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3})", "", s)  # LaTeX thousands: 10{,}000, 32,\!348
-    s = _JUNK.sub("", s)
-    s = _UNIT.sub("", s)
-    s = _WRAPPER.sub(r"\1", s).strip().rstrip(".")  # keep wrapped words: \text{(C)}, \text{east}
-    # Plain commas are thousands separators only in a lone number with 3-digit groups and no
-    # spaces; '1, 2' and '(1,234)' stay lists and tuples.
-    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
-        s = s.replace(",", "")
-    s = re.sub(r"\s+", "", s)
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
-    s = re.sub(r"\\frac(\d|\{[^{}]*\})(\d|\{[^{}]*\})", _brace_frac, s)  # \frac12, \frac9{19}
-    s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
-    s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} -> x^2, 4210_{5} -> 4210_5
-    s = re.sub(r"^\\\{(.*)\\\}$", r"\1", s)  # the set {a, b} is answered as the list a, b
-    # MATH golds write 'x=5' and 'y = 2x + 3' where the value alone is also accepted.
-    s = re.sub(r"^[a-zA-Z](?:_\w)?(?:=|\\in(?![a-zA-Z]))(?!.*=)", "", s)
-    # A lone value in parentheses is that value: choices (C) and C), AoPS's \textbf{(540)}.
-    return re.sub(r"^\(([^(),]*)\)$|^([A-J])\)$", r"\1\2", s)
+def _readable_latex(answer: str) -> str:
+    s = answer.strip().rstrip(".").replace("°", "^{\\circ}")
+    s = _CHOICE.sub(r"\1", _THOUSANDS.sub("", s))
+    s = _REPEATING.sub(_repeating_fraction, s)
+    return _DECIMAL.sub(_decimal_fraction, s)
 
-def _brace_frac(m: re.Match) -> str:
-    return "\\frac" + "".join(a if a[0] == "{" else "{" + a + "}" for a in m.groups())
+def _repeating_fraction(m: re.Match) -> str:
+    """a.b\\overline{c} = (abc - ab) / (99..9 00..0), with len(c) nines and len(b) zeros."""
+    head, repeat = m[1] + m[2], m[3]
+    numerator = int(head + repeat) - int(head or 0)
+    return f"\\frac{{{numerator}}}{{{(10 ** len(repeat) - 1) * 10 ** len(m[2])}}}"
 
-def _to_number(s: str) -> Fraction | None:
-    """Exact value of an integer, decimal, a/b, or (mixed) \\frac{a}{b}; None otherwise."""
-    try:
-        if re.fullmatch(_NUMBER, s):
-            return Fraction(s)  # exact, so 0.33 != 1/3 but 0.5 == 1/2 and 025 == 25
-        ratio = re.fullmatch(rf"({_NUMBER})/({_NUMBER})", s)
-        if ratio:
-            return Fraction(ratio[1]) / Fraction(ratio[2])
-        frac = re.fullmatch(rf"(-?)(\d*)\\frac\{{({_NUMBER})\}}\{{({_NUMBER})\}}", s)
-        if frac:
-            value = int(frac[2] or 0) + Fraction(frac[3]) / Fraction(frac[4])  # 1\frac{4}{5}
-            return -value if frac[1] else value
-    except (ValueError, ZeroDivisionError):  # \frac{1}{0}, or more digits than int() allows
-        pass
-    return None
+def _decimal_fraction(m: re.Match) -> str:
+    digits = (m[1].replace(",", "") + m[2]).lstrip("0") or "0"
+    return f"\\frac{{{digits}}}{{1{'0' * len(m[2])}}}"
 
-def _split(s: str, sep: str) -> list[str]:
-    """Split s at each sep outside brackets; [s] if the brackets do not balance."""
-    items, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        if s[i] in "([{":
-            depth += 1
-        elif s[i] in ")]}":
-            depth -= 1
-            if depth < 0:
-                return [s]
-        elif depth == 0 and s.startswith(sep, i):
-            items.append(s[start:i])
-            start = i = i + len(sep)
-            continue
-        i += 1
-    return items + [s[start:]] if depth == 0 else [s]
-
-def _parts(s: str) -> tuple[str, list[str]] | None:
-    """A compound answer as (kind, items): matrix, union, list, tuple or interval."""
-    matrix = re.fullmatch(r"\\begin\{[pbv]?matrix\}(.*)\\end\{[pbv]?matrix\}", s)
-    if matrix:
-        rows = _split(matrix[1], "\\\\")
-        return f"matrix{len(rows)}", [x for row in rows for x in _split(row, "&")]
-    for sep in ("\\cup", ","):
-        items = _split(s, sep)
-        if len(items) > 1:
-            return sep, items
-    if s[:1] in "([" and s[-1:] in ")]":
-        items = _split(s[1:-1], ",")
-        if len(items) > 1:
-            return s[0] + s[-1], items  # the brackets are part of the answer: [1,2) != (1,2)
-    return None
-
-def _same(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    x, y = _to_number(a), _to_number(b)
-    if x is not None and y is not None:
-        return x == y
-    # Element by element and in order: MATH graders compare '2, 3' and '3, 2' as different.
-    pa, pb = _parts(a), _parts(b)
-    return (pa is not None and pb is not None and pa[0] == pb[0]
-            and len(pa[1]) == len(pb[1]) and all(map(_same, pa[1], pb[1])))
+def _parsed(answer: str, timeout: int | None) -> list:
+    box = "\\boxed{" + _readable_latex(answer) + "}"
+    return math_verify.parse(box, [math_verify.LatexExtractionConfig()], parsing_timeout=timeout)
 
 def is_equiv(pred: str | None, gold: str) -> bool:
     """True when the predicted answer has the same value as the gold answer."""
-    # Gold answers are short (MATH-500's longest is 53 characters): a longer prediction is a
-    # ramble, and refusing it keeps the check cheap and its recursion shallow.
-    if pred is None or len(pred) > 500:
+    if pred is None or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
         return False
-    a, b = _normalize(pred), _normalize(gold)
-    return bool(a) and _same(a, b)
+    # math-verify gives up on a parse or a comparison after 1 s (the answer scores 0) through
+    # signal.alarm, which only the main thread may set; in other threads it runs without a limit.
+    timeout = 1 if threading.current_thread() is threading.main_thread() else None
+    # Gold first: verify() follows the gold's form. Gold 17 accepts x+y=17; gold 2x+z=1 is not 1.
+    return math_verify.verify(_parsed(gold, timeout), _parsed(pred, timeout), timeout_seconds=timeout)
 
 
 # -----------------------------------------------------------------------------
