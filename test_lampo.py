@@ -535,6 +535,23 @@ def test_policy_loss_kl_term():
     assert math.isfinite(huge.item())                          # log-ratio clamped before exp
 
 
+def test_policy_loss_kl_direction_and_gradient():
+    """k3 of KL(pi || ref) with r = ref/pi is r - log r - 1, and its gradient in logp is 1 - r. The
+    ratios 1/2 and 3 are not reciprocals, so the reversed estimator (r -> 1/r) gives other values."""
+    pi, ref = [0.4, 0.1], [0.2, 0.3]                           # ref/pi = 0.5 and 3
+    logp = torch.log(torch.tensor([pi], dtype=torch.float64)).requires_grad_()
+    ref_logp = torch.log(torch.tensor([ref], dtype=torch.float64))
+    weights = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+    loss, stats = policy_loss(logp, logp.detach(), torch.zeros(1, dtype=torch.float64), weights, 0.2, 0.28,
+                              ref_logp=ref_logp, kl_coef=1.0)   # zero advantage: the loss is the KL term alone
+    k3 = [0.5 - math.log(0.5) - 1, 3 - math.log(3) - 1]
+    assert stats["kl"] == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    assert loss.item() == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    loss.backward()
+    expected = torch.tensor([[0.25 * (1 - 0.5), 0.75 * (1 - 3)]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, rtol=1e-12, atol=0)
+
+
 def test_token_mean_weights_ignore_padding():
     logp = torch.zeros(2, 3)
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
@@ -738,6 +755,36 @@ def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
     assert one.abs().max() > 0
     torch.testing.assert_close(one, four, atol=1e-6, rtol=1e-4)
+
+
+def test_each_mini_batch_steps_on_its_own_gradient(model, tokenizer):
+    """Plain SGD at lr 1, no clipping, two mini-batches of which the second has zero advantages: its
+    gradient is zero, so the weights must end where one step on the first mini-batch alone puts them.
+    A gradient carried over from mini-batch 1 would be applied twice; one left in .grad from before
+    the update (set here on purpose) would be applied too."""
+    batch = step_batch(tokenizer)
+    advantages = torch.cat([torch.linspace(-1, 1, 4), torch.zeros(4)])
+    cfg = Config(micro_batch_size=4, mini_batches=2, max_grad_norm=math.inf, kl_coef=0.0)
+    old = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=(old - 0.1) * batch.response_mask)   # ratio != 1
+    first_rows = lampo.Rollouts(*(getattr(batch, f.name)[:4] for f in dataclasses.fields(batch)))
+
+    def weight_change(rollouts, adv, mini_batches, stale_gradient):
+        policy = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+        for p in policy.parameters():
+            p.grad = torch.ones_like(p) if stale_gradient else None
+        lampo.update_policy(policy, optimizer, scheduler, rollouts, None, adv,
+                            dataclasses.replace(cfg, mini_batches=mini_batches), torch.device("cpu"))
+        return torch.cat([(p - q).flatten() for p, q in zip(policy.parameters(), model.parameters())])
+
+    first_alone = weight_change(first_rows, advantages[:4], 1, stale_gradient=False)
+    assert first_alone.abs().max() > 1e-4
+    for stale_gradient in (False, True):
+        both = weight_change(batch, advantages, 2, stale_gradient)
+        torch.testing.assert_close(both, first_alone, atol=1e-7, rtol=0,
+                                   msg=lambda diff: f"stale gradient {stale_gradient}: {diff}")
 
 
 # -----------------------------------------------------------------------------
