@@ -703,6 +703,24 @@ def test_policy_loss_kl_term():
     assert math.isfinite(huge.item())                          # log-ratio clamped before exp
 
 
+def test_policy_loss_kl_direction_and_gradient():
+    """k3 of KL(pi || ref) with r = ref/pi is r - log r - 1, and its gradient in logp is 1 - r. The
+    ratios 1/2 and 3 are not reciprocals, so the reversed estimator (r -> 1/r) gives other values."""
+    pi, ref = [0.4, 0.1], [0.2, 0.3]                           # ref/pi = 0.5 and 3
+    logp = torch.log(torch.tensor([pi], dtype=torch.float64)).requires_grad_()
+    ref_logp = torch.log(torch.tensor([ref], dtype=torch.float64))
+    weights = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+    no_advantage = torch.zeros(1, dtype=torch.float64)         # so the loss is the KL term alone
+    loss, stats = policy_loss(logp, logp.detach(), no_advantage, weights, 0.2, 0.28,
+                              ref_logp=ref_logp, kl_coef=1.0)
+    k3 = [0.5 - math.log(0.5) - 1, 3 - math.log(3) - 1]
+    assert stats["kl"] == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    assert loss.item() == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    loss.backward()
+    expected = torch.tensor([[0.25 * (1 - 0.5), 0.75 * (1 - 3)]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, rtol=1e-12, atol=0)
+
+
 def test_token_mean_weights_ignore_padding():
     logp = torch.zeros(2, 3)
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
@@ -908,6 +926,36 @@ def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     torch.testing.assert_close(one, four, atol=1e-6, rtol=1e-4)
 
 
+def test_each_mini_batch_steps_on_its_own_gradient(model, tokenizer):
+    """Plain SGD at lr 1, no clipping, two mini-batches of which the second has zero advantages: its
+    gradient is zero, so the weights must end where one step on the first mini-batch alone puts them.
+    A gradient carried over from mini-batch 1 would be applied twice; one left in .grad from before
+    the update (set here on purpose) would be applied too."""
+    batch = step_batch(tokenizer)
+    advantages = torch.cat([torch.linspace(-1, 1, 4), torch.zeros(4)])
+    cfg = Config(micro_batch_size=4, mini_batches=2, max_grad_norm=math.inf, kl_coef=0.0)
+    old = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=(old - 0.1) * batch.response_mask)   # ratio != 1
+    first_rows = lampo.Rollouts(*(getattr(batch, f.name)[:4] for f in dataclasses.fields(batch)))
+
+    def weight_change(rollouts, adv, mini_batches, stale_gradient):
+        policy = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+        for p in policy.parameters():
+            p.grad = torch.ones_like(p) if stale_gradient else None
+        lampo.update_policy(policy, optimizer, scheduler, rollouts, None, adv,
+                            dataclasses.replace(cfg, mini_batches=mini_batches), torch.device("cpu"))
+        return torch.cat([(p - q).flatten() for p, q in zip(policy.parameters(), model.parameters())])
+
+    first_alone = weight_change(first_rows, advantages[:4], 1, stale_gradient=False)
+    assert first_alone.abs().max() > 1e-4
+    for stale_gradient in (False, True):
+        both = weight_change(batch, advantages, 2, stale_gradient)
+        torch.testing.assert_close(both, first_alone, atol=1e-7, rtol=0,
+                                   msg=lambda diff: f"stale gradient {stale_gradient}: {diff}")
+
+
 # -----------------------------------------------------------------------------
 # Precision
 
@@ -1051,6 +1099,26 @@ def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, 
     assert exit_info.value.code == 2 and "this run started from --model" in capsys.readouterr().err
 
 
+def quick_run(args):
+    """CLI args made a quick run: 8 short responses a step, a checkpoint and samples every step."""
+    return args + ["--prompts-per-step", "2", "--group-size", "4", "--gen-batch-size", "8",
+                   "--micro-batch-size", "4", "--save-every", "1", "--log-samples-every", "1"]
+
+
+def test_logged_lr_follows_the_warmup_across_a_resume(good_args, tmp_path):
+    """Optimizer update k (0-based) runs at lr * min(1, (k + 1) / warmup_steps), and a step logs the
+    rate of its last update: with 2 mini-batches, k = 2 * step - 1. Steps 3 and 4 run after a resume,
+    so the schedule must continue from the checkpoint, not restart."""
+    args = quick_run(with_arg(good_args, "--steps", "2")) + ["--lr", "1e-3", "--warmup-steps", "7",
+                                                             "--mini-batches", "2"]
+    lampo.main(args)
+    lampo.main(with_arg(args, "--steps", "4") + ["--resume"])
+    rows = read_jsonl(tmp_path / "out/metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    expected = [1e-3 * min(1.0, (2 * step - 1 + 1) / 7) for step in (1, 2, 3, 4)]    # 2/7, 4/7, 6/7, 1
+    assert [r["lr"] for r in rows] == pytest.approx(expected, rel=1e-12)
+
+
 def test_interrupted_save_leaves_previous_checkpoint_intact(tiny_model, math_jsonl, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=1)
     lampo.train(cfg)
@@ -1158,6 +1226,74 @@ def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, 
                                      pad_token_id=tiny.pad_token_id)).save_pretrained(folder)
     err = run_main_expecting_error(capsys, with_arg(good_args, "--model", str(folder)))
     assert "output layer transforms the logits" in err and "\n" not in err, err
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: resume only plain data, only into its own run, after any crash
+
+def leave_marker(path):
+    """Stands for whatever code a hostile pickle would run: it only writes a file."""
+    Path(path).write_text("ran")
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return leave_marker, (str(self.marker),)
+
+
+def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
+    args = quick_run(good_args)
+    lampo.main(args)
+    state_path = tmp_path / "out/checkpoint-1/trainer_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "note": RunsCodeWhenUnpickled(marker)}, state_path)   # loads fine if unpickled
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, with_arg(args, "--steps", "2") + ["--resume"])
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]                                  # after the start-up log lines
+    assert last.startswith(f"error: {state_path} cannot be loaded as plain data"), last
+    assert not marker.exists()
+
+
+def test_a_new_run_refuses_a_folder_holding_checkpoints(good_args, tmp_path, capsys, monkeypatch):
+    """A second run into the same folder without --resume would keep the first run's checkpoint-N
+    beside its own logs and config: it is refused before anything loads, and the folder is untouched."""
+    lampo.main(quick_run(good_args))
+    out = tmp_path / "out"
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert out / "checkpoint-1/trainer_state.pt" in before
+
+    def load_models(*args):
+        raise AssertionError("the models loaded before the output folder was checked")
+
+    monkeypatch.setattr(lampo, "load_models", load_models)
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, quick_run(good_args) + ["--lr", "2e-3", "--seed", "1"])
+    assert err.startswith(f"error: {out} already holds checkpoints") and "\n" not in err, err
+    assert "pass --resume, or choose another --output-dir" in err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_resume_drops_a_half_written_log_line(tiny_model, math_jsonl, tmp_path):
+    """A run killed while appending step 3 to its logs leaves a last line without its newline."""
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=2)
+    lampo.train(cfg)
+    logged = {name: read_jsonl(tmp_path / name) for name in ("metrics.jsonl", "samples.jsonl")}
+    for name in logged:
+        with (tmp_path / name).open("a") as f:
+            f.write('{"step": 3, "reward_mean": 0.')
+    lampo.train(dataclasses.replace(cfg, steps=3, resume=True))
+    for name, before in logged.items():
+        text = (tmp_path / name).read_text()
+        assert text.endswith("\n")
+        rows = read_jsonl(tmp_path / name)                      # every line parses
+        assert rows[:len(before)] == before
+        per_step = len(before) // 2
+        assert [r["step"] for r in rows] == [1] * per_step + [2] * per_step + [3] * per_step, name
 
 
 # -----------------------------------------------------------------------------
