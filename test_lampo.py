@@ -815,20 +815,28 @@ def test_decoding_attends_only_over_the_filled_cache(model, monkeypatch):
     assert key_lengths == [length for length in range(4, 4 + n) for _ in range(layers)]
 
 
-def test_truncate_distribution_matches_hf_warpers():
-    """top-k then top-p, as HF generate's TopKLogitsWarper and TopPLogitsWarper keep tokens."""
-    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+def truncate_reference(row, top_k, top_p):
+    """The set of token ids kept, by the definitions: the top_k likeliest tokens, then among them
+    (renormalised) the fewest likeliest whose probability reaches top_p; ties broken by lower id."""
+    order = sorted(range(len(row)), key=lambda i: (-row[i], i))
+    kept = order[:top_k] if top_k else order
+    total = sum(math.exp(row[i]) for i in kept)
+    nucleus, mass = [], 0.0
+    for i in kept:
+        if top_p < 1 and mass >= top_p:
+            break
+        nucleus.append(i)
+        mass += math.exp(row[i]) / total
+    return set(nucleus)
 
+
+def test_truncate_distribution_keeps_the_top_k_then_the_top_p_nucleus():
     torch.manual_seed(0)
-    logp = torch.log_softmax(3 * torch.randn(64, 300), -1)
+    logp = torch.log_softmax(3 * torch.randn(64, 300, dtype=torch.float64), -1)
     for top_k, top_p in [(0, 0.9), (20, 1.0), (20, 0.95), (0, 0.3), (5, 0.5)]:
         ours = lampo.truncate_distribution(logp, top_k, top_p)
-        theirs = logp
-        if top_k:
-            theirs = TopKLogitsWarper(top_k)(None, theirs)
-        if top_p < 1:
-            theirs = TopPLogitsWarper(top_p)(None, theirs)
-        assert torch.equal(ours.isfinite(), theirs.isfinite()), (top_k, top_p)
+        for row, kept in zip(logp.tolist(), ours.isfinite()):
+            assert set(kept.nonzero().flatten().tolist()) == truncate_reference(row, top_k, top_p), (top_k, top_p)
         assert torch.equal(ours[ours.isfinite()], logp[ours.isfinite()])
 
 
@@ -1190,16 +1198,16 @@ def with_arg(args, flag, value):
     ("--dataset", "__txt__", "unknown dataset format '.txt'"),
     ("--prompt-field", "question", "has no column 'question' (it has: problem, level, type, solution)"),
     ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
-    ("--group-size", "1", "--group-size must be at least 2"),
-    ("--lr", "0", "--lr must be positive"),
-    ("--steps", "-1", "--steps must be at least 1"),
-    ("--max-new-tokens", "0", "--max-new-tokens must be at least 1"),
-    ("--tau", "0", "--tau must be positive"),
+    ("--group-size", "1", "--group-size must be in [2, inf)"),
+    ("--lr", "0", "--lr must be in (0, inf)"),
+    ("--steps", "-1", "--steps must be in [1, inf)"),
+    ("--max-new-tokens", "0", "--max-new-tokens must be in [1, inf)"),
+    ("--tau", "0", "--tau must be in (0, inf)"),
     ("--top-p", "0", "--top-p must be in (0, 1] (got 0.0)"),
     ("--max-grad-norm", "0", "--max-grad-norm must be in (0, inf]"),
     ("--clip-low", "1.5", "--clip-low must be in [0, 1)"),
-    ("--kl-coef", "-0.1", "--kl-coef must be at least 0"),
-    ("--rouge-weight", "-0.1", "--rouge-weight must be at least 0"),
+    ("--kl-coef", "-0.1", "--kl-coef must be in [0, inf)"),
+    ("--rouge-weight", "-0.1", "--rouge-weight must be in [0, inf)"),
     ("--mini-batches", "65", "--mini-batches 65 is more than the step's 64 responses"),
     ("--max-new-tokens", "5000", "exceed the model's context of 1024 tokens"),
     ("--output-dir", "/proc/forbidden", "is not writable"),
