@@ -49,6 +49,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import datasets
 import math_verify
 import torch
 from rouge_score.tokenize import tokenize as rouge_tokenize
@@ -56,8 +57,8 @@ from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.cache_utils import Cache, StaticLayer
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import logging as hf_logging
-
 
 # -----------------------------------------------------------------------------
 # Config
@@ -71,8 +72,7 @@ def arg(default, help: str, choices: tuple[str, ...] | None = None, within: str 
 @dataclass
 class Config:
     model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM with logits = hidden @ W.T")
-    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub dataset id, or a local "
-                       ".jsonl/.json/.parquet/.csv file")
+    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub id, or a .jsonl/.json/.parquet/.csv file")
     dataset_config: str | None = arg(None, "hub dataset config name, if it has several")
     split: str = arg("train", "dataset split to train on")
     prompt_field: str = arg("problem", "column holding the problem text")
@@ -87,21 +87,18 @@ class Config:
     max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer", within="[1, inf)")
     temperature: float = arg(1.0, "sampling temperature (the log-probs use it too)", within="(0, inf)")
     top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)", within="(0, 1]")
-    gen_batch_size: int = arg(32, "sequences sampled at once; lower it if the KV cache does not fit",
+    gen_batch_size: int = arg(32, "sequences sampled at once (lower it if the KV cache does not fit)",
                               within="[1, inf)")
     advantage: str = arg("lampo", "advantage estimator (see Advantage)", ("lampo", "grpo", "rloo", "lpo"))
     tau: float = arg(0.1, "LamPO: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
     rouge_weight: float = arg(0.1, "alpha: ROUGE-L reward weight (ours; 0 for GRPO)", within="[0, inf)")
     lpo_tau: float = arg(0.1, "LPO: reward temperature of the target distribution (ours)", within="(0, inf)")
-    loss_agg: str = arg("token-mean", "how token losses add up (see Loss)",
-                        ("token-mean", "seq-mean", "lambda"))
-    lambda_r: float = arg(0.1, "lambda-GRPO: strength r of the length term h = 1 + r * z (ours)",
-                          within="[0, inf)")
+    loss_agg: str = arg("token-mean", "token loss weights (see Loss)", ("token-mean", "seq-mean", "lambda"))
+    lambda_r: float = arg(0.1, "lambda-GRPO: strength r in h = 1 + r * z (ours)", within="[0, inf)")
     lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of its exponent (ours)", within="[0, inf)")
     clip_low: float = arg(0.2, "PPO clip range below 1: ratio >= 1 - clip_low", within="[0, 1)")
     clip_high: float = arg(0.28, "PPO clip range above 1: ratio <= 1 + clip_high", within="[0, inf)")
-    kl_coef: float = arg(0.001, "beta: weight of the KL to the initial model (0 skips loading it)",
-                         within="[0, inf)")
+    kl_coef: float = arg(0.001, "beta: KL weight to the start model (0 skips loading it)", within="[0, inf)")
     mini_batches: int = arg(2, "optimizer steps per training step (> 1: clipping acts)", within="[1, inf)")
     micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient)", within="[1, inf)")
     lr: float = arg(1e-6, "AdamW learning rate", within="(0, inf)")
@@ -109,12 +106,11 @@ class Config:
     max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = off)", within="(0, inf]")
     save_every: int = arg(50, "save a checkpoint every this many steps, and at the end", within="[1, inf)")
     keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep", within="[1, inf)")
-    log_samples_every: int = arg(10, "write a few responses to samples.jsonl every this many steps "
-                                 "(0 = never)", within="[0, inf)")
+    log_samples_every: int = arg(10, "log 4 responses to samples.jsonl every this many steps (0 = never)",
+                                 within="[0, inf)")
     resume: bool = arg(False, "continue from the newest checkpoint in --output-dir")
     device: str = arg("auto", "auto picks CUDA when available", ("auto", "cuda", "cpu"))
     seed: int = arg(0, "seed for data order and sampling", within="[0, inf)")
-
 
 # -----------------------------------------------------------------------------
 # Reward
@@ -128,7 +124,6 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
     rouge = rouge_l_f1(response, example["solution"]) if example.get("solution") else 0.0
     return {"reward": correct + rouge_weight * rouge, "correct": correct, "rouge": rouge}
-
 
 # -----------------------------------------------------------------------------
 # Answer checking
@@ -219,7 +214,6 @@ def is_equiv(pred: str | None, gold: str) -> bool:
     # Gold first: verify() follows the gold's form. Gold 17 accepts x+y=17; gold 2x+z=1 is not 1.
     return math_verify.verify(_parsed(gold, timeout), _parsed(pred, timeout), timeout_seconds=timeout)
 
-
 # -----------------------------------------------------------------------------
 # ROUGE-L
 # The F1 of the longest common subsequence (LCS) of words shared by response and reference.
@@ -251,7 +245,6 @@ def rouge_l_f1(response: str, reference: str) -> float:
         return 0.0
     precision, recall = lcs / len(pred), lcs / len(target)
     return 2 * precision * recall / (precision + recall)  # as rouge_score.scoring.fmeasure
-
 
 # -----------------------------------------------------------------------------
 # Advantage
@@ -295,7 +288,6 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
     "lpo": lambda rewards, scores, cfg: lpo_advantages(rewards, scores, cfg.lpo_tau),
 }
 
-
 # -----------------------------------------------------------------------------
 # Log-probs
 # log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
@@ -337,7 +329,6 @@ def check_output_layer(model, input_ids: list[int]) -> None:
         raise UsageError(f"--model {model.name_or_path}: its output layer transforms the logits (scaled or "
                          "soft-capped), and lampo's log-probs assume logits = hidden @ W.T: use a model "
                          "without that (Qwen3, Llama, Mistral)")
-
 
 # -----------------------------------------------------------------------------
 # Loss
@@ -383,7 +374,6 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
         return mask / (mask.sum(1, keepdim=True) * len(mask))
     weights = mask / mask.sum()
     return weights if f is None else weights * f[:, None]
-
 
 # -----------------------------------------------------------------------------
 # Update
@@ -441,7 +431,6 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
         totals["grad_norm"] += grad_norm / len(plan)
     return {**totals, "finite_updates": finite_updates}
 
-
 # -----------------------------------------------------------------------------
 # Sampling
 # A plain decode loop: prefill each distinct prompt once (a group's G rows share it), copy its KV
@@ -479,21 +468,13 @@ def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], 
     return tokens, True
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
-    (the smallest set of most likely tokens whose probability reaches top_p), as HF generate does."""
-    if top_k > 0:
-        kth_best = logp.topk(min(top_k, logp.shape[-1]), -1).values[:, -1:]
-        logp = logp.masked_fill(logp < kth_best, -math.inf)
-    if top_p < 1.0:
-        sorted_logp, order = logp.sort(-1, descending=True)
-        probs = sorted_logp.softmax(-1)                      # renormalised after top-k, as HF does
-        outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
-        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
-    return logp
+    """logp [N, V] with -inf outside the top_k likeliest tokens, then outside the top_p nucleus (the
+    fewest likeliest tokens whose probability reaches top_p), by HF generate's own warpers."""
+    logp = TopKLogitsWarper(top_k)(None, logp) if top_k > 0 else logp
+    return TopPLogitsWarper(top_p)(None, logp) if top_p < 1 else logp
 
 class FilledKVLayer(StaticLayer):
-    """A StaticLayer whose attention reads only the positions written so far, as views of the
-    preallocated buffer: read whole, every decode step would pay for prompt + max_new_tokens."""
+    """A StaticLayer whose attention reads only the positions written so far (the buffer's start)."""
 
     def __init__(self, max_cache_len: int):
         super().__init__(max_cache_len)
@@ -556,7 +537,6 @@ def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
             truncated.append(cut)
     return responses, logprobs, truncated
 
-
 # -----------------------------------------------------------------------------
 # Rollout batch
 # A step's N sequences in one layout: prompt left-padded to W columns, response right-padded to T.
@@ -602,7 +582,6 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
             with autocast(device):
                 out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
     return out * batch.response_mask
-
 
 # -----------------------------------------------------------------------------
 # Training loop
@@ -725,7 +704,6 @@ def request_stop(stop_requested: list) -> None:
     stop_requested.append(True)
     log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
 
-
 # -----------------------------------------------------------------------------
 # Data
 # A table of problems from the hub or a local file. Each example keeps the problem, the gold
@@ -736,8 +714,6 @@ LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv
 
 def load_table(source: str, split: str = "train", config: str | None = None):
     """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
-    import datasets
-
     path = Path(source).expanduser()
     if path.suffix in LOCAL_FORMATS or path.exists():
         if not path.is_file():
@@ -784,7 +760,6 @@ def example_at(examples: list[dict], position: int, seed: int) -> dict:
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return examples[order[i]]
 
-
 # -----------------------------------------------------------------------------
 # Prompts
 # The model's own chat template, so training and eval.py see exactly what Qwen3 expects.
@@ -809,7 +784,6 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
                          f"{max_new_tokens} exceed the model's context of {context} tokens: lower "
                          "--max-new-tokens or filter the dataset")
     return ids
-
 
 # -----------------------------------------------------------------------------
 # Models and precision
@@ -869,7 +843,6 @@ def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None
     warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
 
-
 # -----------------------------------------------------------------------------
 # Checkpoints
 # Hugging Face folders (model and tokenizer, loadable by AutoModelForCausalLM and vLLM; fp32 master
@@ -917,9 +890,9 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     path = checkpoint_dir / "trainer_state.pt"
     try:
         state = torch.load(path, weights_only=True)       # plain data only: a shared file cannot run code
-    except Exception as e:
-        raise UsageError(f"{path} cannot be loaded as plain data ({first_line(e)}); a file lampo "
-                         "wrote always can: start a new run, or resume from a checkpoint you trust") from None
+    except Exception:
+        raise UsageError(f"{path} cannot be loaded as plain data (tensors, numbers, lists), and unpickling "
+                         "more could run code: start anew, or resume from a checkpoint you trust") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if preference_exponent is not None:
@@ -952,7 +925,6 @@ def prepare_output_dir(path: str) -> Path:
         raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
 
-
 # -----------------------------------------------------------------------------
 # CLI
 # One flag per Config field, generated from the dataclass so names, types and defaults never drift.
@@ -974,9 +946,7 @@ def validate(cfg: Config) -> None:
         if choices and value not in choices:
             raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
         if within and not in_interval(value, within):
-            bound = ("positive" if within == "(0, inf)" else f"at least {within[1:-6]}"
-                     if within[0] == "[" and within.endswith(", inf)") else f"in {within}")
-            raise UsageError(f"{flag} must be {bound} (got {value}): {f.metadata['help']}")
+            raise UsageError(f"{flag} must be in {within} (got {value}): {f.metadata['help']}")
     rows = cfg.prompts_per_step * cfg.group_size
     if cfg.mini_batches > rows:
         raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {rows} responses "
@@ -986,8 +956,7 @@ def log(message: str) -> None:
     tqdm.write(f"lampo: {message}", file=sys.stderr)    # through tqdm, so the step bar stays intact
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description="LamPO: RL with verifiable rewards for reasoning LLMs.",

@@ -704,6 +704,24 @@ def test_policy_loss_kl_term():
     assert math.isfinite(huge.item())                          # log-ratio clamped before exp
 
 
+def test_policy_loss_kl_direction_and_gradient():
+    """k3 of KL(pi || ref) with r = ref/pi is r - log r - 1, and its gradient in logp is 1 - r. The
+    ratios 1/2 and 3 are not reciprocals, so the reversed estimator (r -> 1/r) gives other values."""
+    pi, ref = [0.4, 0.1], [0.2, 0.3]                           # ref/pi = 0.5 and 3
+    logp = torch.log(torch.tensor([pi], dtype=torch.float64)).requires_grad_()
+    ref_logp = torch.log(torch.tensor([ref], dtype=torch.float64))
+    weights = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+    no_advantage = torch.zeros(1, dtype=torch.float64)         # so the loss is the KL term alone
+    loss, stats = policy_loss(logp, logp.detach(), no_advantage, weights, 0.2, 0.28,
+                              ref_logp=ref_logp, kl_coef=1.0)
+    k3 = [0.5 - math.log(0.5) - 1, 3 - math.log(3) - 1]
+    assert stats["kl"] == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    assert loss.item() == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    loss.backward()
+    expected = torch.tensor([[0.25 * (1 - 0.5), 0.75 * (1 - 3)]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, rtol=1e-12, atol=0)
+
+
 def test_token_mean_weights_ignore_padding():
     logp = torch.zeros(2, 3)
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
@@ -798,20 +816,28 @@ def test_decoding_attends_only_over_the_filled_cache(model, monkeypatch):
     assert key_lengths == [length for length in range(4, 4 + n) for _ in range(layers)]
 
 
-def test_truncate_distribution_matches_hf_warpers():
-    """top-k then top-p, as HF generate's TopKLogitsWarper and TopPLogitsWarper keep tokens."""
-    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+def truncate_reference(row, top_k, top_p):
+    """The set of token ids kept, by the definitions: the top_k likeliest tokens, then among them
+    (renormalised) the fewest likeliest whose probability reaches top_p; ties broken by lower id."""
+    order = sorted(range(len(row)), key=lambda i: (-row[i], i))
+    kept = order[:top_k] if top_k else order
+    total = sum(math.exp(row[i]) for i in kept)
+    nucleus, mass = [], 0.0
+    for i in kept:
+        if top_p < 1 and mass >= top_p:
+            break
+        nucleus.append(i)
+        mass += math.exp(row[i]) / total
+    return set(nucleus)
 
+
+def test_truncate_distribution_keeps_the_top_k_then_the_top_p_nucleus():
     torch.manual_seed(0)
-    logp = torch.log_softmax(3 * torch.randn(64, 300), -1)
+    logp = torch.log_softmax(3 * torch.randn(64, 300, dtype=torch.float64), -1)
     for top_k, top_p in [(0, 0.9), (20, 1.0), (20, 0.95), (0, 0.3), (5, 0.5)]:
         ours = lampo.truncate_distribution(logp, top_k, top_p)
-        theirs = logp
-        if top_k:
-            theirs = TopKLogitsWarper(top_k)(None, theirs)
-        if top_p < 1:
-            theirs = TopPLogitsWarper(top_p)(None, theirs)
-        assert torch.equal(ours.isfinite(), theirs.isfinite()), (top_k, top_p)
+        for row, kept in zip(logp.tolist(), ours.isfinite()):
+            assert set(kept.nonzero().flatten().tolist()) == truncate_reference(row, top_k, top_p), (top_k, top_p)
         assert torch.equal(ours[ours.isfinite()], logp[ours.isfinite()])
 
 
@@ -907,6 +933,36 @@ def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
     assert one.abs().max() > 0
     torch.testing.assert_close(one, four, atol=1e-6, rtol=1e-4)
+
+
+def test_each_mini_batch_steps_on_its_own_gradient(model, tokenizer):
+    """Plain SGD at lr 1, no clipping, two mini-batches of which the second has zero advantages: its
+    gradient is zero, so the weights must end where one step on the first mini-batch alone puts them.
+    A gradient carried over from mini-batch 1 would be applied twice; one left in .grad from before
+    the update (set here on purpose) would be applied too."""
+    batch = step_batch(tokenizer)
+    advantages = torch.cat([torch.linspace(-1, 1, 4), torch.zeros(4)])
+    cfg = Config(micro_batch_size=4, mini_batches=2, max_grad_norm=math.inf, kl_coef=0.0)
+    old = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=(old - 0.1) * batch.response_mask)   # ratio != 1
+    first_rows = lampo.Rollouts(*(getattr(batch, f.name)[:4] for f in dataclasses.fields(batch)))
+
+    def weight_change(rollouts, adv, mini_batches, stale_gradient):
+        policy = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+        for p in policy.parameters():
+            p.grad = torch.ones_like(p) if stale_gradient else None
+        lampo.update_policy(policy, optimizer, scheduler, rollouts, None, adv,
+                            dataclasses.replace(cfg, mini_batches=mini_batches), torch.device("cpu"))
+        return torch.cat([(p - q).flatten() for p, q in zip(policy.parameters(), model.parameters())])
+
+    first_alone = weight_change(first_rows, advantages[:4], 1, stale_gradient=False)
+    assert first_alone.abs().max() > 1e-4
+    for stale_gradient in (False, True):
+        both = weight_change(batch, advantages, 2, stale_gradient)
+        torch.testing.assert_close(both, first_alone, atol=1e-7, rtol=0,
+                                   msg=lambda diff: f"stale gradient {stale_gradient}: {diff}")
 
 
 # -----------------------------------------------------------------------------
@@ -1052,6 +1108,26 @@ def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, 
     assert exit_info.value.code == 2 and "this run started from --model" in capsys.readouterr().err
 
 
+def quick_run(args):
+    """CLI args made a quick run: 8 short responses a step, a checkpoint and samples every step."""
+    return args + ["--prompts-per-step", "2", "--group-size", "4", "--gen-batch-size", "8",
+                   "--micro-batch-size", "4", "--save-every", "1", "--log-samples-every", "1"]
+
+
+def test_logged_lr_follows_the_warmup_across_a_resume(good_args, tmp_path):
+    """Optimizer update k (0-based) runs at lr * min(1, (k + 1) / warmup_steps), and a step logs the
+    rate of its last update: with 2 mini-batches, k = 2 * step - 1. Steps 3 and 4 run after a resume,
+    so the schedule must continue from the checkpoint, not restart."""
+    args = quick_run(with_arg(good_args, "--steps", "2")) + ["--lr", "1e-3", "--warmup-steps", "7",
+                                                             "--mini-batches", "2"]
+    lampo.main(args)
+    lampo.main(with_arg(args, "--steps", "4") + ["--resume"])
+    rows = read_jsonl(tmp_path / "out/metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    expected = [1e-3 * min(1.0, (2 * step - 1 + 1) / 7) for step in (1, 2, 3, 4)]    # 2/7, 4/7, 6/7, 1
+    assert [r["lr"] for r in rows] == pytest.approx(expected, rel=1e-12)
+
+
 def test_interrupted_save_leaves_previous_checkpoint_intact(tiny_model, math_jsonl, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=1)
     lampo.train(cfg)
@@ -1123,16 +1199,16 @@ def with_arg(args, flag, value):
     ("--dataset", "__txt__", "unknown dataset format '.txt'"),
     ("--prompt-field", "question", "has no column 'question' (it has: problem, level, type, solution)"),
     ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
-    ("--group-size", "1", "--group-size must be at least 2"),
-    ("--lr", "0", "--lr must be positive"),
-    ("--steps", "-1", "--steps must be at least 1"),
-    ("--max-new-tokens", "0", "--max-new-tokens must be at least 1"),
-    ("--tau", "0", "--tau must be positive"),
+    ("--group-size", "1", "--group-size must be in [2, inf)"),
+    ("--lr", "0", "--lr must be in (0, inf)"),
+    ("--steps", "-1", "--steps must be in [1, inf)"),
+    ("--max-new-tokens", "0", "--max-new-tokens must be in [1, inf)"),
+    ("--tau", "0", "--tau must be in (0, inf)"),
     ("--top-p", "0", "--top-p must be in (0, 1] (got 0.0)"),
     ("--max-grad-norm", "0", "--max-grad-norm must be in (0, inf]"),
     ("--clip-low", "1.5", "--clip-low must be in [0, 1)"),
-    ("--kl-coef", "-0.1", "--kl-coef must be at least 0"),
-    ("--rouge-weight", "-0.1", "--rouge-weight must be at least 0"),
+    ("--kl-coef", "-0.1", "--kl-coef must be in [0, inf)"),
+    ("--rouge-weight", "-0.1", "--rouge-weight must be in [0, inf)"),
     ("--mini-batches", "65", "--mini-batches 65 is more than the step's 64 responses"),
     ("--max-new-tokens", "5000", "exceed the model's context of 1024 tokens"),
     ("--output-dir", "/proc/forbidden", "is not writable"),
@@ -1159,6 +1235,74 @@ def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, 
                                      pad_token_id=tiny.pad_token_id)).save_pretrained(folder)
     err = run_main_expecting_error(capsys, with_arg(good_args, "--model", str(folder)))
     assert "output layer transforms the logits" in err and "\n" not in err, err
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: resume only plain data, only into its own run, after any crash
+
+def leave_marker(path):
+    """Stands for whatever code a hostile pickle would run: it only writes a file."""
+    Path(path).write_text("ran")
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return leave_marker, (str(self.marker),)
+
+
+def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
+    args = quick_run(good_args)
+    lampo.main(args)
+    state_path = tmp_path / "out/checkpoint-1/trainer_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "note": RunsCodeWhenUnpickled(marker)}, state_path)   # loads fine if unpickled
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, with_arg(args, "--steps", "2") + ["--resume"])
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]                                  # after the start-up log lines
+    assert last.startswith(f"error: {state_path} cannot be loaded as plain data"), last
+    assert not marker.exists()
+
+
+def test_a_new_run_refuses_a_folder_holding_checkpoints(good_args, tmp_path, capsys, monkeypatch):
+    """A second run into the same folder without --resume would keep the first run's checkpoint-N
+    beside its own logs and config: it is refused before anything loads, and the folder is untouched."""
+    lampo.main(quick_run(good_args))
+    out = tmp_path / "out"
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert out / "checkpoint-1/trainer_state.pt" in before
+
+    def load_models(*args):
+        raise AssertionError("the models loaded before the output folder was checked")
+
+    monkeypatch.setattr(lampo, "load_models", load_models)
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, quick_run(good_args) + ["--lr", "2e-3", "--seed", "1"])
+    assert err.startswith(f"error: {out} already holds checkpoints") and "\n" not in err, err
+    assert "pass --resume, or choose another --output-dir" in err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_resume_drops_a_half_written_log_line(tiny_model, math_jsonl, tmp_path):
+    """A run killed while appending step 3 to its logs leaves a last line without its newline."""
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=2)
+    lampo.train(cfg)
+    logged = {name: read_jsonl(tmp_path / name) for name in ("metrics.jsonl", "samples.jsonl")}
+    for name in logged:
+        with (tmp_path / name).open("a") as f:
+            f.write('{"step": 3, "reward_mean": 0.')
+    lampo.train(dataclasses.replace(cfg, steps=3, resume=True))
+    for name, before in logged.items():
+        text = (tmp_path / name).read_text()
+        assert text.endswith("\n")
+        rows = read_jsonl(tmp_path / name)                      # every line parses
+        assert rows[:len(before)] == before
+        per_step = len(before) // 2
+        assert [r["step"] for r in rows] == [1] * per_step + [2] * per_step + [3] * per_step, name
 
 
 # -----------------------------------------------------------------------------
