@@ -273,11 +273,9 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
     return (lam * gap).sum(-1) / (G - 1)
 
 def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) -> torch.Tensor:
-    # LPO moves the policy's distribution over the group, P = softmax(s), towards the target w* by
-    # minimising KL(w* || P_theta), whose gradient is sum_k (P_k - w*_k) * grad log P(y_k). Minus
-    # that coefficient acts as an advantage: bounded by 1 and zero-sum. P is over length-normalised
-    # scores: summed log-probs of long responses differ by tens of nats, making P one-hot and every
-    # coefficient vanish.
+    # LPO moves P = softmax(s) towards w* by minimising KL(w* || P_theta), whose gradient is
+    # sum_k (P_k - w*_k) * grad log P(y_k): minus that coefficient is the advantage, bounded by 1 and
+    # zero-sum. Summed log-probs of long responses would make P one-hot and every coefficient vanish.
     log_p = torch.log_softmax(scores, -1)
     return torch.softmax(rewards / tau_lpo + log_p, -1) - log_p.exp()
 
@@ -291,10 +289,9 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 # -----------------------------------------------------------------------------
 # Log-probs
 # log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
-# the untruncated log-prob, as in TRL and verl: the policy trained is the whole distribution, and a
-# truncated one would give -inf to a token the moved policy ranks outside its nucleus. float32
-# logits over Qwen3's 151,936-word vocabulary would not fit for a whole batch, so the output layer
-# runs on chunks of positions, each recomputed in the backward pass: one chunk's logits at a time.
+# the untruncated log-prob, as in TRL and verl: a truncated one would give -inf to a token the moved
+# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-word vocabulary would not
+# fit, so the output layer runs on chunks of positions, each recomputed in the backward pass.
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
@@ -377,16 +374,14 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
 
 # -----------------------------------------------------------------------------
 # Update
-# The step's rollouts make --mini-batches optimizer steps of consecutive rows. The first one's
-# policy is pi_old itself, so its ratio is exactly 1; later ones see a moved policy, which is when
-# clipping acts. Each accumulates gradients over micro-batches of similar-length rows (less padding,
-# same gradient); a non-finite loss or gradient skips that optimizer step. Rows are laid out prompt
-# by prompt (row = prompt * G + g), which viewing [N] as [B, G] relies on.
+# --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its
+# ratio is exactly 1; later ones see a moved policy, which is when clipping acts. A non-finite loss
+# or gradient skips that step. Rows are laid out prompt by prompt (row = prompt * G + g), which
+# viewing [N] as [B, G] relies on.
 
 def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
-    """Exactly cfg.mini_batches mini-batches of row indices, each split into micro-batches of
-    similar-length rows (shortest first: no row is padded to a much longer one). The log-prob passes
-    before the update use the same micro-batches, so each row gets the same numerics as in the update."""
+    """Exactly cfg.mini_batches mini-batches of row indices, each in micro-batches of similar-length
+    rows (less padding). The log-prob passes use the same ones, so every row gets the same numerics."""
     lengths = batch.attention_mask.sum(1)
     minis = torch.arange(len(lengths)).tensor_split(cfg.mini_batches)
     return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
@@ -524,8 +519,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
 
 def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
-    """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
-    max_new_tokens cut it off before an end token."""
+    """Per prompt row: the response's ids as sampled, their log-probs, and whether it was cut off."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
     responses, logprobs, truncated = [], [], []
     for start in range(0, len(prompt_ids), batch_size):
@@ -903,8 +897,7 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     return state["step"], state["data_position"]
 
 def trim_jsonl(path: Path, max_step: int) -> None:
-    """Keep the rows logged up to the checkpoint a run resumes from, so no step appears twice, and
-    drop a half-written last line (a crash mid-append leaves one)."""
+    """Keep the rows up to the resumed checkpoint's step, without a crash's half-written last line."""
     lines = path.read_text().splitlines(keepends=True) if path.exists() else []
     rows = [row for row in map(json.loads, filter(lambda line: line.endswith("\n"), lines))
             if row["step"] <= max_step]
