@@ -1978,3 +1978,221 @@ def test_real_qwen3_trains_and_evaluates(qwen3_runs, qwen3_tokenizer):
 def test_real_qwen3_runs_print_no_warning(qwen3_runs):
     _, printed = qwen3_runs
     assert not printed, "\n".join(sorted(set(printed)))
+
+
+# -----------------------------------------------------------------------------
+# The TRL path: scale/trl_lampo.py (skipped only where trl is not installed; .ci/run installs it)
+
+@pytest.fixture
+def trl_own_deprecations():
+    """TRL 1.16 itself calls transformers' deprecated gradient_checkpointing names (ours use
+    activation_checkpointing): that warning, and only it, is TRL's to fix. A filter set here, inside
+    the test, outranks the module's error filter, which a filterwarnings mark would not."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*gradient_checkpointing", FutureWarning)
+        yield
+
+SOLUTION_WORDS = "a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9".split()
+TRL_TEMPERATURE, TRL_TAU, TRL_ROUGE_WEIGHT = 0.7, 0.1, 1.0
+
+
+def test_trl_reward_func_is_lampo_reward_on_the_rows_columns():
+    pytest.importorskip("trl")
+    from scale.trl_lampo import lampo_reward_func
+
+    solution = "x = 7, so \\boxed{7}"
+    right, wrong = "so x = 7 and \\boxed{7}", "perhaps \\boxed{8}"
+    metrics = []
+    got = lampo_reward_func(0.5)(completions=[right, [{"role": "assistant", "content": right}], wrong],
+                                 answer=["7", "7", "7"], solution=[solution] * 3, trainer_state=None,
+                                 log_metric=lambda name, value: metrics.append((name, value)))
+    expected = [reward(text, {"answer": "7", "solution": solution}, 0.5) for text in (right, right, wrong)]
+    assert got == [e["reward"] for e in expected]
+    assert got[0] > 1 > got[2] > 0                      # correct + ROUGE, and ROUGE alone
+    assert metrics == [("accuracy", 2 / 3), ("rouge", sum(e["rouge"] for e in expected) / 3)]
+
+
+def trl_rows(tokenizer, n):
+    """Prompts with their own gold answers and solutions. The solutions are single-character words, which
+    the tiny model's random bytes often contain, so ROUGE-L spreads the rewards inside a group."""
+    rows = []
+    for i in range(n):
+        words = random.Random(i).sample(SOLUTION_WORDS, len(SOLUTION_WORDS))
+        rows.append({"prompt": lampo.build_prompt(tokenizer, f"Problem {i}: write some letters."),
+                     "answer": str(i), "solution": " ".join(words) + f" so \\boxed{{{i}}}"})
+    return rows
+
+
+def naive_sequence_score(model, prompt, completion, temperature):
+    """s_i by hand: one unpadded row, full softmax of logits / temperature, mean over the completion."""
+    ids = torch.tensor([prompt + completion])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float() / temperature, -1)
+    targets = ids[0, 1:]
+    return logp[torch.arange(len(targets)), targets][len(prompt) - 1:].mean().item()
+
+
+def unpadded_rows(batch):
+    prompts = [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+    completions = [ids[m.bool()].tolist()
+                   for ids, m in zip(batch["completion_ids"], batch["completion_mask"])]
+    return [(tuple(p), tuple(c)) for p, c in zip(prompts, completions)]
+
+
+def recording_trainer(model_dir, tokenizer, rows, out_dir, **config):
+    """A LamPOTrainer that records, for every sampled row, an independent reference reward and score (taken
+    when it is sampled: lampo.reward on the decoded completion and its row's columns, and a naive forward
+    pass of the policy as it sampled), and the advantage every loss term trained with."""
+    import datasets
+    from trl import GRPOConfig
+    from scale.trl_lampo import LamPOTrainer, lampo_reward_func
+
+    example_of = {tuple(tokenizer(r["prompt"])["input_ids"]): r for r in rows}
+
+    class RecordingTrainer(LamPOTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.sampled = []             # (generation, prompt, completion, reference reward and score)
+            self.trained = []             # ((prompt, completion), advantage in the loss)
+            self.old_logps_from_trl = []  # one per generation
+
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            self.old_logps_from_trl.append("old_per_token_logps" in output)
+            generation = len(self.old_logps_from_trl)
+            with torch.no_grad():
+                for prompt, completion in unpadded_rows(output):
+                    text = tokenizer.decode(completion, skip_special_tokens=True)
+                    self.sampled.append((generation, prompt, completion,
+                                         reward(text, example_of[prompt], TRL_ROUGE_WEIGHT)["reward"],
+                                         naive_sequence_score(self.model, list(prompt), list(completion),
+                                                              TRL_TEMPERATURE)))
+            return output
+
+        def compute_loss(self, model, inputs, **kwargs):
+            self.trained.extend(zip(unpadded_rows(inputs), inputs["advantages"].tolist()))
+            return super().compute_loss(model, inputs, **kwargs)
+
+    settings = dict(output_dir=str(out_dir), seed=0, num_generations=4, max_completion_length=12,
+                    temperature=TRL_TEMPERATURE, beta=0.0, learning_rate=1e-3, weight_decay=0.0,
+                    activation_checkpointing=True, bf16=False, use_cpu=True,
+                    model_init_kwargs={"dtype": torch.float32}, report_to="none", save_strategy="no",
+                    logging_steps=1000, disable_tqdm=True)
+    return RecordingTrainer(model_dir, lampo_reward_func(TRL_ROUGE_WEIGHT), GRPOConfig(**settings, **config),
+                            tau=TRL_TAU, train_dataset=datasets.Dataset.from_list(rows),
+                            processing_class=tokenizer)
+
+
+def check_trained_advantages(sampled, trained, group_size):
+    """Every sampled row was trained on once, with lampo_advantages of its group's reference rewards and
+    scores. Groups are formed here by prompt, not by position: TRL shuffles a generation's rows into
+    mini-batches."""
+    groups = {}
+    for generation, prompt, completion, r, s in sampled:
+        groups.setdefault((generation, prompt), []).append((completion, r, s))
+    expected = {}
+    for (generation, prompt), members in groups.items():
+        assert len(members) == group_size
+        advantages = lampo_advantages(torch.tensor([[r for _, r, _ in members]]),
+                                      torch.tensor([[s for _, _, s in members]]), TRL_TAU)[0]
+        expected.update({(prompt, completion): a.item()
+                         for (completion, _, _), a in zip(members, advantages)})
+    assert sorted(row for row, _ in trained) == sorted((p, c) for _, p, c, _, _ in sampled)
+    assert max(abs(a - expected[row]) for row, a in trained) < 1e-6
+    assert max(abs(a) for _, a in trained) > 1e-3                  # the rewards did differ inside groups
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+def test_trl_trainer_trains_with_lampo_advantages(tiny_model, tokenizer, tmp_path):
+    """Two optimizer steps on CPU, each on its own generation of 1 prompt x 4 completions, taken in two
+    mini-batches of 2 (so a group spans two loss terms). With one optimizer step per generation TRL skips
+    pi_old's log-probs, so LamPOTrainer computes them itself."""
+    pytest.importorskip("trl")
+    trainer = recording_trainer(tiny_model, tokenizer, trl_rows(tokenizer, 2), tmp_path, max_steps=2,
+                                per_device_train_batch_size=2, steps_per_generation=2,
+                                gradient_accumulation_steps=2)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.old_logps_from_trl == [False, False]
+    check_trained_advantages(trainer.sampled, trainer.trained, group_size=4)
+    # the completions table (--log_completions) shows the last generation's advantages: LamPO's, not TRL's
+    last_generation = sorted(a for _, a in trainer.trained[-4:])
+    assert sorted(trainer._logs["advantages"]) == pytest.approx(last_generation, abs=1e-6)
+    # beta = 0 and no weight decay: only a non-zero advantage can move a weight
+    changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(p, before[name])]
+    assert len(changed) == len(before), sorted(set(before) - set(changed))
+
+
+def two_process_worker(rank, model_dir, port, out_file):
+    """One of two CPU processes (gloo) of a LamPOTrainer run; rank 0 writes what both recorded."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    from accelerate.utils import gather_object
+
+    tokenizer = lampo.load_tokenizer(model_dir)
+    trainer = recording_trainer(model_dir, tokenizer, trl_rows(tokenizer, 3), Path(out_file).parent / "run",
+                                max_steps=2, per_device_train_batch_size=3, steps_per_generation=2,
+                                gradient_accumulation_steps=1)
+    trainer.train()
+    record = {"sampled": gather_object(trainer.sampled), "trained": gather_object(trainer.trained),
+              "ranks_of_prompt": gather_object([(p, rank) for _, p, *_ in trainer.sampled]),
+              "old_logps_from_trl": gather_object(trainer.old_logps_from_trl)}
+    if rank == 0:
+        Path(out_file).write_text(json.dumps(record))
+    trainer.end()
+    # Leave without the interpreter's teardown: after a finished run it sometimes blocked (CPU, gloo).
+    os._exit(0)
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+def test_trl_trainer_lines_up_groups_that_straddle_two_processes(tiny_model, tmp_path):
+    """Two CPU processes sample one generation of 3 prompts x 4, 6 rows each: the middle prompt's group has
+    2 rows on each. Its advantages need both processes' rewards and scores, and each process must train
+    with its own rows' values. Two optimizer steps per generation: TRL computes pi_old's log-probs here."""
+    pytest.importorskip("trl")
+    import socket
+    import torch.multiprocessing
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_file = tmp_path / "record.json"
+    workers = torch.multiprocessing.spawn(two_process_worker, args=(tiny_model, port, str(out_file)),
+                                          nprocs=2, join=False)
+    deadline = time.monotonic() + 600
+    while not workers.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in workers.processes:
+                process.kill()
+            pytest.fail("the two processes did not finish in 600 s")
+    record = json.loads(out_file.read_text())
+    ranks = {}
+    for prompt, rank in record["ranks_of_prompt"]:
+        ranks.setdefault(tuple(prompt), set()).add(rank)
+    assert sorted(len(r) for r in ranks.values()) == [1, 1, 2]
+    assert record["old_logps_from_trl"] == [True, True]
+    sampled = [(g, tuple(p), tuple(c), r, s) for g, p, c, r, s in record["sampled"]]
+    trained = [((tuple(p), tuple(c)), a) for (p, c), a in record["trained"]]
+    check_trained_advantages(sampled, trained, group_size=4)
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+@pytest.mark.parametrize("flags, message", [
+    (["--model_name_or_path", "/no/such/model"], "model path not found: /no/such/model"),
+    (["--dataset", "/no/such/file.jsonl"], "dataset file not found"),
+    (["--prompt_field", "question"], "has no column 'question' (it has: problem, level, type, solution)"),
+    (["--tau", "0"], "--tau must be positive"),
+    (["--mask_truncated_completions"], "--mask_truncated_completions is not supported by LamPO"),
+    (["--multi_objective_aggregation", "normalize_then_sum"], "normalize_then_sum is not supported by LamPO"),
+])
+def test_trl_cli_bad_input_gets_one_clear_line(capsys, tiny_model, math_jsonl, tmp_path, flags, message):
+    pytest.importorskip("trl")
+    from scale import trl_lampo
+
+    args = ["--model_name_or_path", tiny_model, "--dataset", math_jsonl, "--output_dir", str(tmp_path),
+            "--use_cpu", "--bf16", "false", "--report_to", "none", "--max_steps", "1",
+            "--max_completion_length", "8", "--num_generations", "2", "--per_device_train_batch_size", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        trl_lampo.main(args + flags)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("lampo: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
