@@ -3,9 +3,11 @@ Evaluate a model on the LamPO paper's benchmarks: AIME24, AIME25, MATH-500 and G
 
 Every problem is posed with the chat template and instruction lampo.py trains with, sampled K
 times with Qwen3's recommended settings, and scored by lampo's own answer checker, so the
-training reward and the reported accuracy mean the same thing. Per benchmark it reports avg@K
-(mean accuracy over all samples) with its standard error, unbiased pass@k, the mean response
-length and the share of responses cut off at --max-new-tokens.
+training reward and the reported accuracy mean the same thing (GPQA's answers are reduced to
+their option letter first). Stored samples are scored again on every run, so the numbers always
+follow the current checker. Per benchmark it reports avg@K (mean accuracy over all samples) with
+its standard error, unbiased pass@k, the mean response length and the share of responses cut
+off at --max-new-tokens.
 
 Run (one GPU, bf16):
     python eval.py --model runs/lampo/checkpoint-200 --samples 16
@@ -22,7 +24,9 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -80,6 +84,22 @@ def resolve_benchmark(name: str) -> tuple[str, Benchmark]:
                      f"{'/'.join(lampo.LOCAL_FORMATS)} file with columns problem and answer")
 
 
+def resolve_benchmarks(names: list[str]) -> dict[str, Benchmark]:
+    """Each --benchmarks entry by the name its samples and its table row go under."""
+    # A local file is named by its stem, so a/test.jsonl and b/test.csv (or a file aime24.jsonl
+    # beside the registry's aime24) would write one <name>.jsonl and share one table row.
+    given = {}
+    for entry in names:
+        name, bench = resolve_benchmark(entry)
+        if name in given:
+            first = given[name][0]
+            raise UsageError(f"--benchmarks lists {entry} twice" if first == entry else
+                             f"--benchmarks {first} and {entry} would both be named {name!r} and share "
+                             f"{name}.jsonl: rename one of the files")
+        given[name] = (entry, bench)
+    return {name: bench for name, (_, bench) in given.items()}
+
+
 def multiple_choice(question: str, correct: str, wrong: list[str]) -> tuple[str, str]:
     """The question with its options shuffled and lettered A-D, and the letter of the right one."""
     # Seeded by the question text (Python's hash() changes with every process), so every run,
@@ -95,7 +115,7 @@ def multiple_choice(question: str, correct: str, wrong: list[str]) -> tuple[str,
 
 
 def load_problems(name: str, bench: Benchmark) -> list[dict]:
-    """[{id, problem, answer, instruction}] in table order; hub ids and local files alike."""
+    """[{id, problem, answer, instruction, multiple_choice}] in table order; hub ids and local files alike."""
     try:
         table = lampo.load_table(bench.source, bench.split, bench.config)
     except UsageError as e:
@@ -107,15 +127,184 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     lampo.require_columns(table, columns, bench.source, "a benchmark file needs columns problem and answer")
     problems = []
     for i, row in enumerate(table):
-        problem, answer, instruction = row[bench.problem], str(row[bench.answer]).strip(), lampo.MATH_INSTRUCTION
+        problem, answer = row[bench.problem], str(row[bench.answer]).strip()
+        instruction = lampo.MATH_INSTRUCTION
         if bench.distractors:
             wrong = [str(row[c]).strip() for c in bench.distractors]
             (problem, answer), instruction = multiple_choice(problem, answer, wrong), CHOICE_INSTRUCTION
         problems.append({"id": str(row[bench.id]) if bench.id else str(i), "problem": problem,
-                         "answer": answer, "instruction": instruction})
+                         "answer": answer, "instruction": instruction,
+                         "multiple_choice": bool(bench.distractors)})
     if len({p["id"] for p in problems}) < len(problems):
-        raise UsageError(f"column {bench.id!r} of {bench.source} repeats ids: resuming needs each problem named once")
+        raise UsageError(f"column {bench.id!r} of {bench.source} repeats ids: resuming needs each problem "
+                         "named once")
     return problems
+
+
+# -----------------------------------------------------------------------------
+# Scoring
+# Every row is scored from its response by the current checker, on every run: the verdict a row was
+# written with may predate a checker fix or a gold fix, so it is kept for reading, never trusted.
+# Math answers go through lampo's checker, as in training. A multiple-choice answer is reduced to
+# its option letter and compared as a letter, because models name option C in many ways:
+# `\boxed{C}`, `\boxed{\text{C) nucleus}}`, `Answer: C - nucleus`, `The correct option is C.`
+
+# Formatting around a letter that never changes which option it names: \text{...} and the like,
+# braces, bold, and math delimiters. Removed in one pass, so nesting costs no extra time.
+_LETTER_NOISE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{|[{}]|\*\*|\$|\\[()\[\]]")
+# One option letter, bare or in parentheses. Not the start of a word (Cl is chlorine, B-meson a
+# particle) and not a hedge between two letters (A or C, A, C): those name no single option.
+_LETTER = (r"\(?(?P<letter>[A-D])\)?(?![\w'-])"
+           r"(?!\s*(?:,|/|or\b|and\b)\s*\(?[A-D](?![\w'-]))")
+_LETTER_AT_START = re.compile(rf"\s*(?:(?i:option|choice)\s*)?{_LETTER}")
+# "Answer: C", "the answer is C", "the correct option is C", "Answer: option C".
+_LETTER_PHRASE = re.compile(rf"(?i:\b(?:answer|option|choice))\s*(?:(?i:is)\b|:)[\s:]*"
+                            rf"(?:(?i:option|choice)\s*)?{_LETTER}")
+_LONE_LETTER = re.compile(rf"\s*{_LETTER}\.?\s*")
+
+
+def plain_text(text: str) -> str:
+    """text without the LaTeX and markdown wrappers models put around a letter."""
+    return _LETTER_NOISE.sub("", text)
+
+
+def choice_letter(response: str) -> str | None:
+    """The option letter (A-D) a multiple-choice response answers with; None if it names none.
+
+    Read like lampo.extract_answer reads a math answer: only the text after the last </think>
+    counts, a response cut off mid-thought has no answer, and the last \\boxed{} is the answer.
+    Without a box: the last "answer is C" / "Answer: C" phrase, or a response that is just C."""
+    if "<think>" in response and "</think>" not in response:
+        return None
+    final = response.rsplit("</think>", 1)[-1]
+    boxed = lampo.last_boxed(final)
+    if boxed is not None:
+        match = _LETTER_AT_START.match(plain_text(boxed))
+        return match["letter"] if match else None
+    text = plain_text(final)
+    phrases = list(_LETTER_PHRASE.finditer(text))
+    if phrases:
+        return phrases[-1]["letter"]
+    lone = _LONE_LETTER.fullmatch(text)
+    return lone["letter"] if lone else None
+
+
+def verdict(problem: dict, response: str) -> dict:
+    """The answer read from response, the gold answer and whether they agree, by the current checker."""
+    if problem["multiple_choice"]:
+        extracted = choice_letter(response)
+        correct = extracted == problem["answer"]
+    else:
+        extracted = lampo.extract_answer(response)
+        correct = lampo.is_equiv(extracted, problem["answer"])
+    return {"extracted": extracted, "gold": problem["answer"], "correct": correct}
+
+
+# -----------------------------------------------------------------------------
+# Stored samples
+# Each finished batch is appended (and flushed) to <benchmark>.jsonl; a re-run reads that file back
+# and samples only the (problem, sample) pairs it lacks, so a crash costs one batch. A line that is
+# not a whole row (cut in half by a crash, or damaged since) is dropped and its sample drawn again;
+# only the crash's half row at the end goes without a warning. Every rewrite goes to a temp file
+# first and replaces the old file in one step, so an interrupted run never leaves half a file.
+
+SETTINGS = ("model", "thinking", "temperature", "top_p", "top_k", "max_new_tokens")
+ROW_FIELDS = {"id": str, "sample": int, "prompt": str, "response": str, "length": int, "truncated": bool}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())    # on disk before the rename, so a power cut cannot swap in an empty file
+    os.replace(temp, path)
+
+
+def jsonl(rows) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def model_key(model: str) -> str:
+    """A local model folder as its absolute path (../tiny/ and ../tiny are one model); a hub id as given."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def read_settings(path: Path) -> dict:
+    try:
+        settings = json.loads(path.read_bytes())
+    except ValueError as e:      # not JSON, or not text at all
+        raise UsageError(f"{path} is damaged ({lampo.first_line(e)}): restore it, or choose another "
+                         "--output-dir") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"{path} is damaged (not a JSON object): restore it, or choose another --output-dir")
+    if isinstance(settings.get("model"), str):
+        settings["model"] = model_key(settings["model"])
+    return settings
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Samples drawn under other settings must never be averaged into these numbers."""
+    path = out / "settings.json"
+    if path.exists():
+        old = read_settings(path)
+        changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in settings.items()
+                   if old.get(key) != value]
+        if changed:
+            raise UsageError(f"{out} holds samples drawn with other settings ({', '.join(changed)}): "
+                             "choose another --output-dir")
+    elif samples := sorted(out.glob("*.jsonl")):
+        raise UsageError(f"{out} holds samples ({samples[0].name}) but no settings.json saying how they "
+                         "were drawn, so they cannot be checked against these settings: choose another "
+                         "--output-dir")
+    write_atomic(path, json.dumps(settings, indent=2))
+
+
+def parse_row(line: bytes) -> dict:
+    """One stored sample; ValueError saying what is wrong with the line if it is none."""
+    if not line.strip():
+        raise ValueError("blank line")
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    missing = [key for key in ROW_FIELDS if key not in row]
+    if missing:
+        raise ValueError(f"no field {', '.join(missing)}")
+    wrong = [key for key, kind in ROW_FIELDS.items() if type(row[key]) is not kind]  # bool is no int here
+    if wrong:
+        raise ValueError(f"field {', '.join(wrong)} has the wrong type")
+    return row
+
+
+def read_finished(path: Path) -> tuple[dict[tuple[str, int], dict], bool]:
+    """Rows already written, by (problem id, sample index), and whether the file needs rewriting."""
+    if not path.exists():
+        return {}, False
+    *lines, tail = path.read_bytes().split(b"\n")
+    rows, rewrite = [], False
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(parse_row(line))
+        except ValueError as e:
+            tqdm.write(f"warning: {path} line {number}: {lampo.first_line(e)}; dropped, its sample is "
+                       "drawn again", file=sys.stderr)
+            rewrite = True
+    if tail:            # no newline after the last line: a crash cut it, unless it is a whole row
+        try:
+            rows.append(parse_row(tail))
+        except ValueError:
+            pass
+        rewrite = True  # rewritten either way, so the next row is appended on a line of its own
+    return {(row["id"], row["sample"]): row for row in rows}, rewrite
+
+
+def rescore(finished: dict, problems: list[dict]) -> tuple[dict, bool]:
+    """finished with every row of these problems scored again, and whether any verdict changed."""
+    problem_of = {p["id"]: p for p in problems}
+    fresh = {key: {**row, **verdict(problem_of[row["id"]], row["response"])} if row["id"] in problem_of
+             else row for key, row in finished.items()}
+    return fresh, fresh != finished
 
 
 # -----------------------------------------------------------------------------
@@ -123,66 +312,46 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
 # K samples per problem, in batches of --batch-size through lampo.sample_responses. A batch
 # decodes until its longest sequence ends, so jobs are sorted by prompt length: a batch holds
 # similar prompts, and the K samples of one problem, which need one prefill and similar lengths.
-# Each finished batch is appended (and flushed) to <benchmark>.jsonl; a re-run reads that file
-# back and samples only the (problem, sample) pairs it lacks, so a crash costs one batch.
 
 # Qwen3's recommended sampling (model card, best practices). Never greedy: in thinking mode
 # greedy decoding degrades and repeats itself endlessly. Flags left unset take these by mode.
 QWEN3_SAMPLING = {True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20},
                   False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20}}
-SETTINGS = ("model", "thinking", "temperature", "top_p", "top_k", "max_new_tokens")
 
 
-def check_settings(path: Path, settings: dict) -> None:
-    """Samples drawn under other settings must never be averaged into these numbers."""
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in settings.items() if old.get(key) != value]
-        if changed:
-            raise UsageError(f"{path.parent} holds samples drawn with other settings ({', '.join(changed)}): "
-                             "choose another --output-dir")
-    path.write_text(json.dumps(settings, indent=2))
-
-
-def read_finished(path: Path) -> dict[tuple[str, int], dict]:
-    """Rows already written, by (problem id, sample index)."""
-    if not path.exists():
-        return {}
-    lines = path.read_text().splitlines(keepends=True)
-    whole = [line for line in lines if line.endswith("\n")]
-    if len(whole) < len(lines):  # a crash cut the last row in half: drop it, it is sampled again
-        path.write_text("".join(whole))
-    return {(row["id"], row["sample"]): row for row in map(json.loads, whole)}
-
-
-def score(problem: dict, sample: int, prompt: str, response: str, length: int, truncated: bool) -> dict:
-    extracted = lampo.extract_answer(response)
+def new_row(problem: dict, sample: int, prompt: str, response: str, length: int, truncated: bool) -> dict:
     return {"id": problem["id"], "sample": sample, "prompt": prompt, "response": response,
-            "extracted": extracted, "gold": problem["answer"], "correct": lampo.is_equiv(extracted, problem["answer"]),
-            "length": length, "truncated": truncated}
+            **verdict(problem, response), "length": length, "truncated": truncated}
 
 
-def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], args, path: Path) -> list[dict]:
-    """All K rows of every problem, read back from path or sampled and appended to it."""
+def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], args,
+                  path: Path) -> list[dict]:
+    """All K rows of every problem, read back from path (scored again) or sampled and appended to it."""
     prompts = [lampo.build_prompt(tokenizer, p["problem"], args.thinking, p["instruction"]) for p in problems]
-    finished = read_finished(path)
+    finished, rewrite = read_finished(path)
     prompt_of = {p["id"]: prompt for p, prompt in zip(problems, prompts)}
-    stale = [row["id"] for row in finished.values() if row["id"] in prompt_of and row["prompt"] != prompt_of[row["id"]]]
+    stale = [row["id"] for row in finished.values()
+             if row["id"] in prompt_of and row["prompt"] != prompt_of[row["id"]]]
     if stale:
         raise UsageError(f"{path} holds samples of problem {stale[0]} under another prompt (a new dataset "
                          "version or chat template?): choose another --output-dir")
+    finished, changed = rescore(finished, problems)
+    if rewrite or changed:
+        write_atomic(path, jsonl(finished.values()))
     context = getattr(model.config, "max_position_embeddings", None) or 10 ** 9
     prompt_ids = lampo.encode_prompts(tokenizer, prompts, args.max_new_tokens, context)
-    todo = [(i, s) for i, p in enumerate(problems) for s in range(args.samples) if (p["id"], s) not in finished]
-    todo.sort(key=lambda job: len(prompt_ids[job[0]]), reverse=True)  # stable: a problem's samples stay together
+    todo = [(i, s) for i, p in enumerate(problems) for s in range(args.samples)
+            if (p["id"], s) not in finished]
+    # Longest prompts first; the sort is stable, so a problem's samples stay together.
+    todo.sort(key=lambda job: len(prompt_ids[job[0]]), reverse=True)
     total = len(problems) * args.samples
     with tqdm(total=total, initial=total - len(todo), desc=name, unit="sample", dynamic_ncols=True) as bar:
         for start in range(0, len(todo), args.batch_size):
             jobs = todo[start:start + args.batch_size]
-            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs], sampling,
-                                                             args.batch_size)
+            responses, _, truncated = lampo.sample_responses(model, [prompt_ids[i] for i, _ in jobs],
+                                                             sampling, args.batch_size)
             texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-            rows = [score(problems[i], s, prompts[i], text, len(tokens), cut)
+            rows = [new_row(problems[i], s, prompts[i], text, len(tokens), cut)
                     for (i, s), text, tokens, cut in zip(jobs, texts, responses, truncated)]
             lampo.append_jsonl(path, rows)
             finished.update(((row["id"], row["sample"]), row) for row in rows)
@@ -232,7 +401,8 @@ def format_table(results: list[dict]) -> str:
               *[f"{r[key]:.1f}" for key in passes], f"{r['mean_length']:.0f}", f"{r['truncated']:.1f}%"]
              for r in results]
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths)))
                      for line in [header, *lines])
 
 
@@ -260,21 +430,21 @@ def evaluate(args) -> list[dict]:
     validate(args)
     device = lampo.pick_device(args.device)
     tokenizer = lampo.load_tokenizer(args.model)
-    benchmarks = dict(resolve_benchmark(name) for name in args.benchmarks)
+    benchmarks = resolve_benchmarks(args.benchmarks)
     problems = {name: load_problems(name, bench)[:args.limit] for name, bench in benchmarks.items()}
     out = lampo.prepare_output_dir(args.output_dir)
-    settings = {key: getattr(args, key) for key in SETTINGS}
-    check_settings(out / "settings.json", settings)
+    settings = {key: getattr(args, key) for key in SETTINGS} | {"model": model_key(args.model)}
+    check_settings(out, settings)
 
     torch.manual_seed(args.seed)
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p, lampo.end_token_ids(model, tokenizer),
-                              tokenizer.pad_token_id, top_k=args.top_k)
+    sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p,
+                              lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
     results = []
     for name, items in problems.items():
         rows = run_benchmark(model, tokenizer, sampling, name, items, args, out / f"{name}.jsonl")
         results.append(summarize(name, rows, args.samples))
-    (out / "results.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
+    write_atomic(out / "results.json", json.dumps({"settings": settings, "results": results}, indent=2))
     print(format_table(results))
     return results
 
@@ -285,8 +455,9 @@ def evaluate(args) -> list[dict]:
 # mode, and the default output dir is named after the model, so each model keeps its own samples.
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--model", default="Qwen/Qwen3-1.7B", help="hub id or local folder (e.g. runs/lampo/checkpoint-200)")
     add("--benchmarks", nargs="+", default=list(BENCHMARKS),
@@ -296,17 +467,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--limit", type=int, help="evaluate only the first N problems of each benchmark")
     add("--thinking", action=argparse.BooleanOptionalAction, default=True,
         help="Qwen3 thinking mode in the chat template (--no-thinking turns it off)")
-    add("--temperature", type=float, help="sampling temperature; unset: 0.6 thinking, 0.7 non-thinking (Qwen3's "
-                                          "recommendation)")
+    add("--temperature", type=float,
+        help="sampling temperature; unset: 0.6 thinking, 0.7 non-thinking (Qwen3's recommendation)")
     add("--top-p", type=float, help="nucleus sampling threshold; unset: 0.95 thinking, 0.8 non-thinking")
     add("--top-k", type=int, help="sample among the k likeliest tokens (0 = off); unset: 20")
     add("--max-new-tokens", type=int, default=32768,
         help="longest response; one cut off here without an answer scores 0")
     add("--batch-size", type=int, default=16,
-        help="sequences sampled at once; their KV cache is allocated up front for the whole --max-new-tokens: "
-             "3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims x K,V x 2 bytes = "
-             "112 KiB a token), so 16 fit an 80 GB GPU")
-    add("--output-dir", help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
+        help="sequences sampled at once; their KV cache is allocated up front for the whole "
+             "--max-new-tokens: 3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims "
+             "x K,V x 2 bytes = 112 KiB a token), so 16 fit an 80 GB GPU")
+    add("--output-dir",
+        help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
     add("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto picks CUDA when available")
     add("--seed", type=int, default=0, help="seed for sampling")
     args = parser.parse_args(argv)
@@ -327,8 +499,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except torch.OutOfMemoryError:
-        print(f"error: out of GPU memory: lower --batch-size (now {args.batch_size}) and run the same command "
-              "again; finished samples are kept", file=sys.stderr)
+        print(f"error: out of GPU memory: lower --batch-size (now {args.batch_size}) and run the same "
+              "command again; finished samples are kept", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"interrupted: finished samples are in {args.output_dir}; run the same command to resume",

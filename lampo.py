@@ -1,14 +1,19 @@
 """
 LamPO: Lambda-style Policy Optimization, in one file.
 
-Reinforcement learning with verifiable rewards (RLVR) for a reasoning LLM, as a diff from GRPO.
-Both sample a group of G responses per prompt, score them with a rule-based verifier, and take
-PPO-style clipped steps with no critic. GRPO pushes response i by one scalar per group,
+Reinforcement learning with verifiable rewards (RLVR: the reward is a rule-based check of the
+final answer, not a learned model) for reasoning LLMs, as a diff from GRPO. GRPO samples G
+responses y_1..y_G per prompt x from the policy as it is now (pi_old), scores them (r_i) and, with
+no critic, pushes each by its reward standardised in its group, through PPO's clipped ratio:
 
-    A_i = (r_i - mean(r)) / std(r)
+    A_i   = (r_i - mean(r)) / std(r)
+    rho_t = pi_theta(y_i,t | x, y_i,<t) / pi_old(y_i,t | x, y_i,<t)
+    maximise  mean_t min(rho_t * A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) * A_i)
+              - beta * KL(pi_theta || pi_ref)
 
-LamPO sums the reward gaps to every peer and weighs each pair by how unsure the policy is about it
-(the LambdaRank idea: a pair the model already orders right carries little gradient):
+LamPO changes the advantage: each response sums its reward gaps to every peer, each pair weighed
+by how unsure the policy is about it (LambdaRank's idea, from learning to rank: a pair the model
+already orders right carries little gradient):
 
     s_i    = mean_t log pi_old(y_i,t | x, y_i,<t)              length-normalised sequence score
     lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
@@ -18,16 +23,15 @@ and adds a dense term to the 0/1 correctness reward when a reference solution ex
 
     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
 
-With lam = 1 (tau -> infinity) A_i is the RLOO / Dr.GRPO advantage G/(G-1) * (r_i - mean(r)).
-The formulas are this project's reading of the paper's abstract (arXiv 2605.21235): see
-LAMPO_SPEC.md and the README for which choices are ours.
+With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage,
+also Dr.GRPO's (GRPO without the std). The formulas are our reading of the paper's abstract (arXiv
+2605.21235): LAMPO_SPEC.md and the README say which choices are ours.
 
 Run (one GPU, bf16):
     python lampo.py --model Qwen/Qwen3-1.7B
-    python lampo.py --model Qwen/Qwen3-1.7B --advantage grpo     # the baseline, same loop
+    python lampo.py --model Qwen/Qwen3-1.7B --advantage grpo --rouge-weight 0    # the GRPO baseline
     python lampo.py --output-dir runs/lampo --resume              # continue after a crash
-Smoke run on CPU with a local model folder and data file:
-    python lampo.py --model path/to/tiny --dataset train.jsonl --steps 3 --max-new-tokens 32
+    python demo/learn_on_cpu.py                  # watch a tiny random model learn a toy task on CPU
 """
 
 import argparse
@@ -40,106 +44,104 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from fractions import Fraction
 from pathlib import Path
 
+import datasets
+import math_verify
 import torch
 from rouge_score.tokenize import tokenize as rouge_tokenize
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.cache_utils import Cache, StaticLayer
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import logging as hf_logging
-
 
 # -----------------------------------------------------------------------------
 # Config
-# Every knob of a run, with its default and help text side by side. argparse (at the bottom) is
-# generated from this class, so the CLI and the Python entry point train(Config(...)) never drift.
+# Every knob of a run with its default, help text and valid range side by side. The CLI is
+# generated from this class, and validate() checks every value before anything loads.
 
-def arg(default, help: str, choices: tuple[str, ...] | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices})
-
+def arg(default, help: str, choices: tuple[str, ...] | None = None, within: str | None = None):
+    """A Config field; within is its valid range as an interval, "(0, 1]" or "[1, inf)"."""
+    return field(default=default, metadata={"help": help, "choices": choices, "within": within})
 
 @dataclass
 class Config:
-    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM (anything AutoModelForCausalLM loads)")
-    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub dataset id, or a local .jsonl/.json/.parquet/.csv file")
+    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM with logits = hidden @ W.T")
+    dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub id, or a .jsonl/.json/.parquet/.csv file")
     dataset_config: str | None = arg(None, "hub dataset config name, if it has several")
     split: str = arg("train", "dataset split to train on")
     prompt_field: str = arg("problem", "column holding the problem text")
-    solution_field: str = arg("solution", "column holding the worked solution: the ROUGE-L reference, and its "
-                                          "last \\boxed{} is the gold answer unless --answer-field is given")
+    solution_field: str = arg("solution", "column holding the worked solution: the ROUGE-L reference, "
+                              "and its last \\boxed{} is the gold answer unless --answer-field is given")
     answer_field: str | None = arg(None, "column holding the gold answer (optional)")
     thinking: bool = arg(True, "Qwen3 thinking mode in the chat template")
     output_dir: str = arg("runs/lampo", "where metrics.jsonl, samples.jsonl and checkpoints go")
-    steps: int = arg(200, "training steps (one step = sample, score, update)")
-    prompts_per_step: int = arg(8, "prompts per step; each is sampled --group-size times")
-    group_size: int = arg(8, "responses per prompt (G >= 2: advantages compare the responses of a group)")
-    max_new_tokens: int = arg(4096, "longest response; one cut off here without an answer scores 0")
-    temperature: float = arg(1.0, "sampling temperature (log-probs use it too, to describe what was sampled)")
-    top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)")
-    gen_batch_size: int = arg(32, "sequences sampled at once; lower it if the KV cache does not fit")
-    advantage: str = arg("lampo", "advantage estimator (see the Advantage section)", ("lampo", "grpo", "rloo", "lpo"))
-    tau: float = arg(0.1, "LamPO: temperature of the pairwise sigmoid, in nats per token (ours; paper silent)")
-    rouge_weight: float = arg(0.1, "alpha: weight of the ROUGE-L reward term (ours; paper silent)")
-    lpo_tau: float = arg(0.1, "LPO: reward temperature of the target distribution (ours)")
-    loss_agg: str = arg("token-mean", "how token losses are summed (see the Loss section)",
-                        ("token-mean", "seq-mean", "lambda"))
-    lambda_r: float = arg(0.1, "lambda-GRPO: strength r of the length term h = 1 + r * z (ours)")
-    lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of lam (ours: at --lr 1e-6 it would not move)")
-    clip_low: float = arg(0.2, "PPO clip range below 1 (ratio >= 1 - clip_low)")
-    clip_high: float = arg(0.28, "PPO clip range above 1 (ratio <= 1 + clip_high; DAPO's clip-higher)")
-    kl_coef: float = arg(0.001, "beta: weight of the k3 KL to the frozen initial model (0 skips loading it)")
-    mini_batches: int = arg(2, "optimizer steps per training step; > 1 lets the ratio leave 1 so clipping acts")
-    micro_batch_size: int = arg(4, "sequences per forward/backward (gradient accumulation; the math is unchanged)")
-    lr: float = arg(1e-6, "AdamW learning rate")
-    warmup_steps: int = arg(10, "optimizer steps of linear learning-rate warm-up")
-    max_grad_norm: float = arg(1.0, "gradient clipping threshold")
-    save_every: int = arg(50, "save a checkpoint every this many steps (and always at the end)")
-    keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep on disk")
-    log_samples_every: int = arg(10, "write a few responses to samples.jsonl every this many steps (0 = never)")
+    steps: int = arg(200, "training steps (one step = sample, score, update)", within="[1, inf)")
+    prompts_per_step: int = arg(8, "prompts per step; each is sampled --group-size times", within="[1, inf)")
+    group_size: int = arg(8, "responses per prompt, compared with each other", within="[2, inf)")
+    max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer", within="[1, inf)")
+    temperature: float = arg(1.0, "sampling temperature (the log-probs use it too)", within="(0, inf)")
+    top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)", within="(0, 1]")
+    gen_batch_size: int = arg(32, "sequences sampled at once (lower it if the KV cache does not fit)",
+                              within="[1, inf)")
+    advantage: str = arg("lampo", "advantage estimator (see Advantage)", ("lampo", "grpo", "rloo", "lpo"))
+    tau: float = arg(0.1, "LamPO: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
+    rouge_weight: float = arg(0.1, "alpha: ROUGE-L reward weight (ours; 0 for GRPO)", within="[0, inf)")
+    lpo_tau: float = arg(0.1, "LPO: reward temperature of the target distribution (ours)", within="(0, inf)")
+    loss_agg: str = arg("token-mean", "token loss weights (see Loss)", ("token-mean", "seq-mean", "lambda"))
+    lambda_r: float = arg(0.1, "lambda-GRPO: strength r in h = 1 + r * z (ours)", within="[0, inf)")
+    lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of its exponent (ours)", within="[0, inf)")
+    clip_low: float = arg(0.2, "PPO clip range below 1: ratio >= 1 - clip_low", within="[0, 1)")
+    clip_high: float = arg(0.28, "PPO clip range above 1: ratio <= 1 + clip_high", within="[0, inf)")
+    kl_coef: float = arg(0.001, "beta: KL weight to the start model (0 skips loading it)", within="[0, inf)")
+    mini_batches: int = arg(2, "optimizer steps per training step (> 1: clipping acts)", within="[1, inf)")
+    micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient)", within="[1, inf)")
+    lr: float = arg(1e-6, "AdamW learning rate", within="(0, inf)")
+    warmup_steps: int = arg(10, "optimizer steps of linear learning-rate warm-up", within="[0, inf)")
+    max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = off)", within="(0, inf]")
+    save_every: int = arg(50, "save a checkpoint every this many steps, and at the end", within="[1, inf)")
+    keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep", within="[1, inf)")
+    log_samples_every: int = arg(10, "log 4 responses to samples.jsonl every this many steps (0 = never)",
+                                 within="[0, inf)")
     resume: bool = arg(False, "continue from the newest checkpoint in --output-dir")
     device: str = arg("auto", "auto picks CUDA when available", ("auto", "cuda", "cpu"))
-    seed: int = arg(0, "seed for data order and sampling")
-
+    seed: int = arg(0, "seed for data order and sampling", within="[0, inf)")
 
 # -----------------------------------------------------------------------------
 # Reward
 #     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
-# The ROUGE-L term is small on purpose: it breaks ties inside all-wrong (or all-right) groups,
-# which would otherwise carry no signal, without ever outweighing a correct answer.
-# A reward function takes (response text, example) and returns {"reward", "correct", "rouge"};
-# train(cfg, reward_fn=...) accepts any other verifier with that contract.
+# ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
+# signal; even a response cut off before its answer earns it. GRPO's std division blows it up to
+# full size, so the paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...)
+# takes any verifier with reward()'s contract.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
     rouge = rouge_l_f1(response, example["solution"]) if example.get("solution") else 0.0
     return {"reward": correct + rouge_weight * rouge, "correct": correct, "rouge": rouge}
 
-
 # -----------------------------------------------------------------------------
 # Answer checking
-# The reward is 1 only when the model's final answer equals the gold answer as a value, so
-# this is where training goes wrong quietly: a lax checker is reward hacking waiting to happen,
-# a strict one punishes right answers written differently (0.5 vs \frac{1}{2}) and teaches the
-# model wrong. We take the last \boxed{...} after the reasoning, strip LaTeX that cannot change
-# the value, then compare numbers exactly (fractions) and tuples element by element. No sympy.
+# The reward is 1 only when the model's final answer equals the gold answer as a value, so this
+# is where training goes wrong quietly: a lax checker is reward hacking waiting to happen, a strict
+# one punishes right answers written differently (0.5 vs \frac{1}{2}) and teaches the model wrong.
+# Values are compared by math-verify, the field's verifier (behind lighteval's and open-r1's
+# published MATH-500 and AIME numbers); ours is only finding the answer and a few rewrites.
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
 _BRACE = re.compile(r"[{}]")
 _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b|:)[\s*:]*", re.IGNORECASE)
 
-
 def extract_answer(text: str) -> str | None:
     """The model's final answer: the last box after the reasoning, else 'the answer is X'."""
-    # Boxes inside <think>...</think> are drafts: only the text after the last </think> counts,
-    # and a response cut off mid-thought (<think> never closed) has no answer. Without think tags
-    # (thinking off) the whole response is the answer part.
+    # Boxes inside <think>...</think> are drafts: only the text after the last </think> counts, and
+    # a response cut off mid-thought (<think> never closed) has none. No tags: thinking was off.
     if "<think>" in text and "</think>" not in text:
         return None
     final = text.rsplit("</think>", 1)[-1]
@@ -150,20 +152,14 @@ def extract_answer(text: str) -> str | None:
         return _phrase_answer(final[phrases[-1].end():])
     return None
 
-
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
     boxes = list(_BOX.finditer(text))
-    return _box_argument(text, boxes[-1].end()) if boxes else None
-
-
-def _box_argument(text: str, start: int) -> str | None:
-    """The brace group (or, for `\\boxed 5`, the token) after a box command; None if cut off."""
-    arg = _BOX_ARGUMENT.match(text, start)
+    arg = _BOX_ARGUMENT.match(text, boxes[-1].end()) if boxes else None
     if arg is None:
         return None
     if arg[1]:
-        return arg[1]
+        return arg[1]  # \boxed 5
     depth = 0
     for brace in _BRACE.finditer(text, arg.end() - 1):
         depth += 1 if brace[0] == "{" else -1
@@ -171,133 +167,59 @@ def _box_argument(text: str, start: int) -> str | None:
             return text[arg.end():brace.start()].strip() or None
     return None  # the response ended inside the box: no answer, not a partial one
 
-
 def _phrase_answer(rest: str) -> str | None:
     """Fallback for unboxed answers: the rest of the line, up to the end of the sentence."""
     line = rest.partition("\n")[0]
-    math = re.match(r"\$+([^$]+)\$", line)
-    answer = math[1] if math else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    inline = re.match(r"\$+([^$]+)\$", line)
+    answer = inline[1] if inline else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
     return answer.strip(" $*.") or None
 
 
-# Formatting that never changes a value: sizing, spacing, math delimiters, $, %, degrees.
-_JUNK = re.compile(r"\\(?:left|right|displaystyle)(?![a-zA-Z])|(?<!\\)\\[!,;: ()\[\]]"
-                   r"|\\?\$|\\?%|\^\{?\\circ\}?")
-# A unit word at the end of an answer ('15\mbox{ cm}^2'); '\text{i}' is a number, not a unit.
-_UNIT = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{(?!i\})[a-zA-Z\s]*\}(?:\^\{?\d\}?)?$")
-_WRAPPER = re.compile(r"\\(?:text|textbf|mathbf|mbox|mathrm)\{([^{}]*)\}")
-_UNICODE = str.maketrans({"−": "-", "∞": "\\infty", "π": "\\pi", "√": "\\sqrt", "°": ""})
-_NUMBER = r"-?(?:\d+\.?\d*|\.\d+)"
+# Notations math-verify misses, rewritten as LaTeX it reads, value kept. Decimals become exact
+# fractions, so a decimal equals only the value it spells out: math-verify rounds floats to 6
+# places, which would let 0.3333333 pass for \frac{1}{3}.
+_THOUSANDS = re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))")  # 10\,080
+_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6}
+_DECIMAL = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d*)\.(\d+)")  # 1,234.5 and .5
+_CHOICE = re.compile(r"^([A-J])\)$")  # C), as the options are listed in eval.py's prompts
+MAX_ANSWER_CHARS = 500  # an answer is short: a longer one is a ramble, refused before parsing
 
+def _readable_latex(answer: str) -> str:
+    s = answer.strip().rstrip(".").replace("°", "^{\\circ}")
+    s = _CHOICE.sub(r"\1", _THOUSANDS.sub("", s))
+    s = _REPEATING.sub(_repeating_fraction, s)
+    return _DECIMAL.sub(_decimal_fraction, s)
 
-def _normalize(s: str) -> str:
-    s = s.translate(_UNICODE).strip()
-    s = re.sub(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3})", "", s)  # LaTeX thousands: 10{,}000, 32,\!348
-    s = _JUNK.sub("", s)
-    s = _UNIT.sub("", s)
-    s = _WRAPPER.sub(r"\1", s).strip().rstrip(".")  # keep wrapped words: \text{(C)}, \text{east}
-    # Plain commas are thousands separators only in a lone number with 3-digit groups and no
-    # spaces; '1, 2' and '(1,234)' stay lists and tuples.
-    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
-        s = s.replace(",", "")
-    s = re.sub(r"\s+", "", s)
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
-    s = re.sub(r"\\frac(\d|\{[^{}]*\})(\d|\{[^{}]*\})", _brace_frac, s)  # \frac12, \frac9{19}
-    s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
-    s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} -> x^2, 4210_{5} -> 4210_5
-    s = re.sub(r"^\\\{(.*)\\\}$", r"\1", s)  # the set {a, b} is answered as the list a, b
-    # MATH golds write 'x=5' and 'y = 2x + 3' where the value alone is also accepted.
-    s = re.sub(r"^[a-zA-Z](?:_\w)?(?:=|\\in(?![a-zA-Z]))(?!.*=)", "", s)
-    # A lone value in parentheses is that value: choices (C) and C), AoPS's \textbf{(540)}.
-    return re.sub(r"^\(([^(),]*)\)$|^([A-J])\)$", r"\1\2", s)
+def _repeating_fraction(m: re.Match) -> str:
+    """a.b\\overline{c} = (abc - ab) / (99..9 00..0), with len(c) nines and len(b) zeros."""
+    head, repeat = m[1] + m[2], m[3]
+    numerator = int(head + repeat) - int(head or 0)
+    return f"\\frac{{{numerator}}}{{{(10 ** len(repeat) - 1) * 10 ** len(m[2])}}}"
 
+def _decimal_fraction(m: re.Match) -> str:
+    digits = (m[1].replace(",", "") + m[2]).lstrip("0") or "0"
+    return f"\\frac{{{digits}}}{{1{'0' * len(m[2])}}}"
 
-def _brace_frac(m: re.Match) -> str:
-    return "\\frac" + "".join(a if a[0] == "{" else "{" + a + "}" for a in m.groups())
-
-
-def _to_number(s: str) -> Fraction | None:
-    """Exact value of an integer, decimal, a/b, or (mixed) \\frac{a}{b}; None otherwise."""
-    try:
-        if re.fullmatch(_NUMBER, s):
-            return Fraction(s)  # exact, so 0.33 != 1/3 but 0.5 == 1/2 and 025 == 25
-        ratio = re.fullmatch(rf"({_NUMBER})/({_NUMBER})", s)
-        if ratio:
-            return Fraction(ratio[1]) / Fraction(ratio[2])
-        frac = re.fullmatch(rf"(-?)(\d*)\\frac\{{({_NUMBER})\}}\{{({_NUMBER})\}}", s)
-        if frac:
-            value = int(frac[2] or 0) + Fraction(frac[3]) / Fraction(frac[4])  # 1\frac{4}{5}
-            return -value if frac[1] else value
-    except (ValueError, ZeroDivisionError):  # \frac{1}{0}, or more digits than int() allows
-        pass
-    return None
-
-
-def _split(s: str, sep: str) -> list[str]:
-    """Split s at each sep outside brackets; [s] if the brackets do not balance."""
-    items, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        if s[i] in "([{":
-            depth += 1
-        elif s[i] in ")]}":
-            depth -= 1
-            if depth < 0:
-                return [s]
-        elif depth == 0 and s.startswith(sep, i):
-            items.append(s[start:i])
-            start = i = i + len(sep)
-            continue
-        i += 1
-    return items + [s[start:]] if depth == 0 else [s]
-
-
-def _parts(s: str) -> tuple[str, list[str]] | None:
-    """A compound answer as (kind, items): matrix, union, list, tuple or interval."""
-    matrix = re.fullmatch(r"\\begin\{[pbv]?matrix\}(.*)\\end\{[pbv]?matrix\}", s)
-    if matrix:
-        rows = _split(matrix[1], "\\\\")
-        return f"matrix{len(rows)}", [x for row in rows for x in _split(row, "&")]
-    for sep in ("\\cup", ","):
-        items = _split(s, sep)
-        if len(items) > 1:
-            return sep, items
-    if s[:1] in "([" and s[-1:] in ")]":
-        items = _split(s[1:-1], ",")
-        if len(items) > 1:
-            return s[0] + s[-1], items  # the brackets are part of the answer: [1,2) != (1,2)
-    return None
-
-
-def _same(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    x, y = _to_number(a), _to_number(b)
-    if x is not None and y is not None:
-        return x == y
-    # Element by element and in order: MATH graders compare '2, 3' and '3, 2' as different.
-    pa, pb = _parts(a), _parts(b)
-    return (pa is not None and pb is not None and pa[0] == pb[0]
-            and len(pa[1]) == len(pb[1]) and all(map(_same, pa[1], pb[1])))
-
+def _parsed(answer: str, timeout: int | None) -> list:
+    box = "\\boxed{" + _readable_latex(answer) + "}"
+    return math_verify.parse(box, [math_verify.LatexExtractionConfig()], parsing_timeout=timeout)
 
 def is_equiv(pred: str | None, gold: str) -> bool:
     """True when the predicted answer has the same value as the gold answer."""
-    # Gold answers are short (MATH-500's longest is 53 characters): a longer prediction is a
-    # ramble, and refusing it keeps the check cheap and its recursion shallow.
-    if pred is None or len(pred) > 500:
+    if pred is None or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
         return False
-    a, b = _normalize(pred), _normalize(gold)
-    return bool(a) and _same(a, b)
-
+    # math-verify gives up on a parse or a comparison after 1 s (the answer scores 0) through
+    # signal.alarm, which only the main thread may set; in other threads it runs without a limit.
+    timeout = 1 if threading.current_thread() is threading.main_thread() else None
+    # Gold first: verify() follows the gold's form. Gold 17 accepts x+y=17; gold 2x+z=1 is not 1.
+    return math_verify.verify(_parsed(gold, timeout), _parsed(pred, timeout), timeout_seconds=timeout)
 
 # -----------------------------------------------------------------------------
 # ROUGE-L
-# ROUGE-L F1 is the F1 of the longest common subsequence (LCS) of words shared by the
-# response and the reference; we use it as a dense reward. It must be fast: rouge-score
-# computes the LCS with an O(n*m) pure-Python double loop (~1 s for a 4000-word trace,
-# per sample). We get the same LCS with the bit-parallel algorithm: one big-int operation
-# per response token, O(n*m/64) machine words. Tokens come from rouge-score's own tokenizer,
-# so rouge_l_f1(response, reference) == RougeScorer(["rougeL"]).score(reference, response).
+# The F1 of the longest common subsequence (LCS) of words shared by response and reference.
+# rouge-score finds the LCS with an O(n*m) pure-Python double loop, too slow for a reward on long
+# reasoning traces; the bit-parallel algorithm finds the same LCS with one big-int operation per
+# word. Words come from rouge-score's own tokenizer, so the F1 equals its RougeScorer(["rougeL"]).
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
@@ -314,37 +236,32 @@ def lcs_length(a: list[str], b: list[str]) -> int:
             v = ((v + u) | (v - u)) & full
     return len(b) - v.bit_count()
 
-
 def rouge_l_f1(response: str, reference: str) -> float:
-    # rouge-score's own default tokenizer (lowercase, [a-z0-9]+ runs; None = no stemmer), imported
-    # from the module that does not pull in nltk.
+    # rouge-score's default tokenizer (lowercase [a-z0-9]+ runs, no stemmer), from the module
+    # that does not pull in nltk.
     pred, target = rouge_tokenize(response, None), rouge_tokenize(reference, None)
-    if not pred or not target:
+    lcs = lcs_length(pred, target) if pred and target else 0
+    if lcs == 0:
         return 0.0
-    lcs = lcs_length(pred, target)
     precision, recall = lcs / len(pred), lcs / len(target)
-    if precision + recall == 0:
-        return 0.0
     return 2 * precision * recall / (precision + recall)  # as rouge_score.scoring.fmeasure
-
 
 # -----------------------------------------------------------------------------
 # Advantage
-# How hard to push each response of a group, from its rewards R and the old policy's sequence
-# log-probs L_i = sum_t log pi_old(y_i,t) (s_i = L_i / |y_i| per token). R, L, s, A are [B, G].
+# How hard to push each response of a group. Every tensor here is [B, G] (B prompts, G responses
+# each): the rewards R, and the old policy's length-normalised sequence scores s (LamPO and LPO).
 #     grpo:  A_i = (r_i - mean(r)) / (std(r) + 1e-4)
 #     rloo:  A_i = G/(G-1) * (r_i - mean(r)) = 1/(G-1) * sum_j (r_i - r_j)
-#     lampo: A_i = 1/(G-1) * sum_j lam_ij * (r_i - r_j),  lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
-#     lpo:   A_i = w*_i - P_i,  P = softmax(L),  w* = softmax(R / tau_lpo + log P)
+#     lampo: A_i = 1/(G-1) * sum_j lam_ij * (r_i - r_j)
+#            lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
+#     lpo:   A_i = w*_i - P_i,  P = softmax(s),  w* = softmax(R / tau_lpo + log P)
 
 def grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1e-4)
 
-
 def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     G = rewards.shape[-1]
     return G / (G - 1) * (rewards - rewards.mean(-1, keepdim=True))
-
 
 def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) -> torch.Tensor:
     G = rewards.shape[-1]
@@ -355,41 +272,34 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
     lam = 2 * torch.sigmoid(-torch.sign(gap) * margin)
     return (lam * gap).sum(-1) / (G - 1)
 
+def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) -> torch.Tensor:
+    # LPO moves P = softmax(s) towards w* by minimising KL(w* || P_theta), whose gradient is
+    # sum_k (P_k - w*_k) * grad log P(y_k): minus that coefficient is the advantage, bounded by 1 and
+    # zero-sum. Summed log-probs of long responses would make P one-hot and every coefficient vanish.
+    log_p = torch.log_softmax(scores, -1)
+    return torch.softmax(rewards / tau_lpo + log_p, -1) - log_p.exp()
 
-def lpo_advantages(rewards: torch.Tensor, seq_logprobs: torch.Tensor, tau: float) -> torch.Tensor:
-    # LPO moves the policy's distribution over the group, P = softmax(L), towards the target
-    # w* = softmax(R / tau + log P) by minimising KL(w* || P_theta), whose gradient is
-    # sum_k (P_k - w*_k) * grad log pi(y_k). Minus that coefficient acts as an advantage: bounded by
-    # 1 and zero-sum, taken at theta_old like every advantage here.
-    log_p = torch.log_softmax(seq_logprobs, -1)
-    return torch.softmax(rewards / tau + log_p, -1) - log_p.exp()
-
-
-ADVANTAGES = {  # (rewards, sequence log-probs, lengths, cfg) -> advantages, all [B, G]
-    "lampo": lambda rewards, logprobs, lengths, cfg: lampo_advantages(rewards, logprobs / lengths, cfg.tau),
-    "grpo": lambda rewards, logprobs, lengths, cfg: grpo_advantages(rewards),
-    "rloo": lambda rewards, logprobs, lengths, cfg: rloo_advantages(rewards),
-    "lpo": lambda rewards, logprobs, lengths, cfg: lpo_advantages(rewards, logprobs, cfg.lpo_tau),
+ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
+    "lampo": lambda rewards, scores, cfg: lampo_advantages(rewards, scores, cfg.tau),
+    "grpo": lambda rewards, scores, cfg: grpo_advantages(rewards),
+    "rloo": lambda rewards, scores, cfg: rloo_advantages(rewards),
+    "lpo": lambda rewards, scores, cfg: lpo_advantages(rewards, scores, cfg.lpo_tau),
 }
-
 
 # -----------------------------------------------------------------------------
 # Log-probs
-# log pi(y_t | x, y_<t) of each response token, from logits / temperature: the distribution the
-# tokens were actually sampled from. Qwen3's vocabulary has 151,936 entries, so full float32
-# logits for 8 sequences of 4096 tokens would take 20 GB. Instead the output layer runs on chunks
-# of positions, each under activation checkpointing: only one chunk's logits exist at a time, in
-# the forward pass and again when the backward pass recomputes them.
+# log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
+# the untruncated log-prob, as in TRL and verl: a truncated one would give -inf to a token the moved
+# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-word vocabulary would not
+# fit, so the output layer runs on chunks of positions, each recomputed in the backward pass.
 
-LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once (0.3 GB for Qwen3)
-
+LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
 def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
     logits = (hidden @ weight.T).float()                               # [B, C, V]
-    logits.div_(temperature)        # in place; the peak is still ~2 chunks: logsumexp needs a temporary
+    logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
-
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_tokens: int,
                    temperature: float = 1.0) -> torch.Tensor:
@@ -402,23 +312,34 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     targets = input_ids[:, -n_tokens:]
     weight = model.get_output_embeddings().weight
     chunk = max(1, LOGIT_CHUNK_TOKENS // input_ids.shape[0])
-    return torch.cat([checkpoint(chunk_logprobs, h, weight, y, temperature, use_reentrant=False)
+    return torch.cat([recompute_in_backward(chunk_logprobs, h, weight, y, temperature, use_reentrant=False)
                       for h, y in zip(hidden.split(chunk, 1), targets.split(chunk, 1))], dim=1)
 
+@torch.no_grad()
+def check_output_layer(model, input_ids: list[int]) -> None:
+    """Refuse a model whose head scales or soft-caps its logits: token_logprobs would be wrong."""
+    ids = torch.tensor([input_ids], device=model.device)
+    ours = token_logprobs(model, ids, torch.ones_like(ids), len(input_ids) - 1)
+    logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+    theirs = logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    if not torch.allclose(ours, theirs, atol=1e-3):
+        raise UsageError(f"--model {model.name_or_path}: its output layer transforms the logits (scaled or "
+                         "soft-capped), and lampo's log-probs assume logits = hidden @ W.T: use a model "
+                         "without that (Qwen3, Llama, Mistral)")
 
 # -----------------------------------------------------------------------------
 # Loss
-# PPO's clipped surrogate per token, plus beta times the k3 estimate of KL(pi_theta || pi_ref):
+# PPO's clipped surrogate per token, plus beta times the k3 estimate of KL(pi_theta || pi_ref)
+# (k3: Schulman's single-sample estimator, unbiased and never negative):
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
-# The loss is sum_t w_t * l_t over a mini-batch; the weights w are fixed before micro-batching,
-# so the gradient is the same for any micro-batch size. Three ways to set them (--loss-agg):
+# eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning), which keeps
+# exploring. The loss is sum_t w_t * l_t over a mini-batch, w fixed before micro-batching:
 #     token-mean (DAPO):  w_it = 1 / sum_j |y_j|             every token counts the same
 #     seq-mean (GRPO):    w_it = 1 / (n * |y_i|)             every response counts the same
-#     lambda (λ-GRPO):    w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** lam),  h_i = 1 + r * z_i
-# z_i is y_i's length standardised within its group and lam is learned with the policy: lam = 0
-# gives f = 1 (token-mean), and its sign decides whether longer or shorter responses weigh more.
+#     lambda (λ-GRPO):    w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + r * z_i
+# z_i is y_i's length standardised in its group; the exponent e is learned (0 is token-mean).
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 weights: torch.Tensor, clip_low: float, clip_high: float,
@@ -438,13 +359,11 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         stats["kl"] = (weights * kl).sum().item()
     return (weights * per_token).sum(), stats
 
-
-def length_preference(lengths: torch.Tensor, lam: torch.Tensor, r: float) -> torch.Tensor:
+def length_preference(lengths: torch.Tensor, exponent: torch.Tensor, r: float) -> torch.Tensor:
     """lambda-GRPO's response weights f, [B, G], from the response lengths, [B, G]."""
     z = (lengths - lengths.mean(-1, keepdim=True)) / (lengths.std(-1, keepdim=True) + 1e-6)
-    h = (1 + r * z).clamp(min=1e-3)                                     # h ** lam needs h > 0
-    return lengths.shape[-1] * torch.softmax(h ** lam, -1)
-
+    h = (1 + r * z).clamp(min=1e-3)                                     # h ** exponent needs h > 0
+    return lengths.shape[-1] * torch.softmax(h ** exponent, -1)
 
 def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = None) -> torch.Tensor:
     """Weights [n, T] for a mini-batch's response mask [n, T]; f [n] only for lambda-GRPO."""
@@ -453,68 +372,67 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
     weights = mask / mask.sum()
     return weights if f is None else weights * f[:, None]
 
-
 # -----------------------------------------------------------------------------
 # Update
-# The step's rollouts are split into --mini-batches optimizer steps. The first one's policy is the
-# one that sampled, so its ratio is 1 (on CUDA up to the bf16 sampling copy's rounding: the first
-# mini-batch's mean |log pi_theta - log pi_old| is logged as sampler_logp_gap); later ones see a
-# moved policy, which is when clipping acts. Each mini-batch accumulates gradients over
-# micro-batches of similar-length rows (less padding; the weights are fixed per mini-batch, so the
-# gradient is the same); a non-finite loss or gradient skips that optimizer step.
+# --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its
+# ratio is exactly 1; later ones see a moved policy, which is when clipping acts. A non-finite loss
+# or gradient skips that step. Rows are laid out prompt by prompt (row = prompt * G + g), which
+# viewing [N] as [B, G] relies on.
+
+def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+    """Exactly cfg.mini_batches mini-batches of row indices, each in micro-batches of similar-length
+    rows (less padding). The log-prob passes use the same ones, so every row gets the same numerics."""
+    lengths = batch.attention_mask.sum(1)
+    minis = torch.arange(len(lengths)).tensor_split(cfg.mini_batches)
+    return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
 
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
-                  cfg: Config, device, lam: torch.Tensor | None = None) -> dict:
+                  cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> dict:
     policy.train()
-    lengths = batch.response_mask.sum(1).to(device)
-    totals = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "sampler_logp_gap": 0.0}
-    finite_updates = []
-    minis = torch.arange(len(advantages)).chunk(cfg.mini_batches)
-    for k, mini in enumerate(minis):
-        mask = batch.response_mask[mini].to(device)
+    mask = batch.response_mask.to(device)                               # [N, T]
+    lengths = mask.sum(1)                                               # [N]
+    totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
+    finite_updates, plan = [], update_plan(batch, cfg)
+    for k, (mini, micros) in enumerate(plan):
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for rows in micro_batches(batch, mini, cfg.micro_batch_size):
+        for rows in micros:
             ids, attn, t = micro_batch(batch, rows, device)
-            # Rebuilt for every backward pass: with lambda-GRPO the weights carry lam's gradient.
-            f = None if lam is None else length_preference(lengths.view(-1, cfg.group_size), lam, cfg.lambda_r).flatten()[mini]
-            weights = token_weights(mask, cfg.loss_agg, f)[rows - mini[0], :t]
+            # Rebuilt for every backward pass: with lambda-GRPO the weights carry the exponent's gradient.
+            f = None if preference_exponent is None else length_preference(
+                lengths.view(-1, cfg.group_size), preference_exponent, cfg.lambda_r).flatten()[mini]
+            weights = torch.zeros_like(mask).index_put((mini,), token_weights(mask[mini], cfg.loss_agg, f))
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
-            old_logp = batch.old_logp[rows, :t].to(device)
-            loss, stats = policy_loss(logp, old_logp, advantages[rows].to(device),
-                                      weights, cfg.clip_low, cfg.clip_high,
-                                      None if ref_logp is None else ref_logp[rows, :t].to(device), cfg.kl_coef)
+            micro_ref = None if ref_logp is None else ref_logp[rows, :t].to(device)
+            loss, stats = policy_loss(logp, batch.old_logp[rows, :t].to(device), advantages[rows].to(device),
+                                      weights[rows, :t], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
-            if k == 0:
-                gap = (logp.detach() - old_logp).abs() * mask[rows - mini[0], :t]
-                totals["sampler_logp_gap"] += gap.sum().item() / mask.sum().item()
+            if k == 0:  # the policy has not moved yet: how far is the sampler's copy from it?
+                gap = (logp.detach() - batch.sampler_logp[rows, :t].to(device)).abs() * mask[rows, :t]
+                totals["sampler_logp_gap"] += gap.sum().item() / mask[mini].sum().item()
             for key, value in stats.items():
-                totals[key] += value / len(minis)
+                totals[key] += value / len(plan)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm))
         finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
+        totals["lr"] = optimizer.param_groups[0]["lr"]          # the rate of the step's last update
         if finite:
             optimizer.step()
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)                # frees the gradients before sampling
         finite_updates.append(finite)
-        totals["loss"] += loss_sum / len(minis)
-        totals["grad_norm"] += grad_norm / len(minis)
+        totals["loss"] += loss_sum / len(plan)
+        totals["grad_norm"] += grad_norm / len(plan)
     return {**totals, "finite_updates": finite_updates}
-
 
 # -----------------------------------------------------------------------------
 # Sampling
-# A plain decode loop over the HF model: prefill the prompts, then one forward pass per token, for
-# --gen-batch-size sequences at a time. The G rows of a group share a prompt, so it is prefilled
-# once and its KV cache copied to them. The cache is allocated whole up front (a too-large batch
-# fails at once, and no step re-copies a growing cache), but attention reads only its filled part.
-# Each step keeps log pi_old(y_t) = log_softmax(logits / T)[y_t] of the token it drew: the old
-# log-probs the update and LamPO's s_i need, with no second pass. On CUDA they come from the bf16
-# copy that really drew the tokens.
-# A response ends at its FIRST end token, found by position: Qwen3's pad token (<|endoftext|>) is
-# also one of its end tokens, so masking "every pad id" would drop the real end token.
+# A plain decode loop: prefill each distinct prompt once (a group's G rows share it), copy its KV
+# cache to its rows, then one forward pass per token. The cache is allocated whole up front (a
+# too-large batch fails at once), but attention reads only its filled part. Each token's
+# log_softmax(logits / temperature) is kept: pi_old's log-probs where the policy samples for itself.
+# A response ends at its FIRST end token: Qwen3's pad token (<|endoftext|>) is also an end token.
 
 @dataclass(frozen=True)
 class Sampling:
@@ -525,20 +443,17 @@ class Sampling:
     pad_id: int
     top_k: int = 0                # 0 = off
 
-
 def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = model.generation_config.eos_token_id
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
 
-
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask, [N, max_len], padded on the left."""
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    width = max(map(len, prompt_ids))
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
     return ids, mask
-
 
 def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
     """The response up to and including its first end token, and whether it was truncated instead."""
@@ -547,26 +462,14 @@ def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], 
             return tokens[: t + 1], False
     return tokens, True
 
-
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """logp [N, V] with -inf outside the top_k most likely tokens and outside the top_p nucleus
-    (the smallest set of most likely tokens whose probability reaches top_p), as HF generate does."""
-    if top_k > 0:
-        kth_best = logp.topk(min(top_k, logp.shape[-1]), -1).values[:, -1:]
-        logp = logp.masked_fill(logp < kth_best, -math.inf)
-    if top_p < 1.0:
-        sorted_logp, order = logp.sort(-1, descending=True)
-        probs = sorted_logp.softmax(-1)                      # renormalised after top-k, as HF does
-        outside = probs.cumsum(-1) - probs >= top_p          # more likely tokens already reach top_p
-        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, -math.inf))
-    return logp
-
+    """logp [N, V] with -inf outside the top_k likeliest tokens, then outside the top_p nucleus (the
+    fewest likeliest tokens whose probability reaches top_p), by HF generate's own warpers."""
+    logp = TopKLogitsWarper(top_k)(None, logp) if top_k > 0 else logp
+    return TopPLogitsWarper(top_p)(None, logp) if top_p < 1 else logp
 
 class FilledKVLayer(StaticLayer):
-    """A StaticLayer whose attention reads only the positions written so far, as views of the
-    preallocated buffer. Read whole, the buffer would cost every decode step prompt + max_new_tokens
-    positions, about twice the average need; at the defaults on Qwen3-1.7B (32 rows x 4,300
-    positions x 112 KiB) that read is 15.8 GB a step against 3.4 GB of weights."""
+    """A StaticLayer whose attention reads only the positions written so far (the buffer's start)."""
 
     def __init__(self, max_cache_len: int):
         super().__init__(max_cache_len)
@@ -580,7 +483,6 @@ class FilledKVLayer(StaticLayer):
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
-
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
 def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
@@ -588,23 +490,24 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
     ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
     width = ids.shape[1]
-    cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(model.config.num_hidden_layers)])
+    layers = model.config.num_hidden_layers
+    cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(layers)])
     position = mask.cumsum(-1) - 1
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), past_key_values=cache,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), cache=cache,
                 use_cache=True, logits_to_keep=1)
-    rows = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N] prefill row of each
-    for layer in cache.layers:                           # each distinct prompt's keys and values, copied to its rows
-        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
-    logits, position = out.logits[rows, -1], position[rows, -1:]
-    mask = torch.cat([mask[rows], mask.new_zeros(len(rows), s.max_new_tokens)], 1)    # [N, width + max_new_tokens]
+    prefill_row = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N]
+    for layer in cache.layers:                 # each distinct prompt's keys and values, copied to its rows
+        layer.keys, layer.values = layer.keys[prefill_row], layer.values[prefill_row]
+    logits, position = out.logits[prefill_row, -1], position[prefill_row, -1:]
+    mask = torch.cat([mask[prefill_row], mask.new_zeros(len(prefill_row), s.max_new_tokens)], 1)
     end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
-    ended = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    ended = torch.zeros(len(prefill_row), dtype=torch.bool, device=device)
     tokens, logprobs = [], []
     for t in range(s.max_new_tokens):
         if t > 0:                                        # token 0's logits came from the prefill
             mask[:, width + t - 1], position = 1, position + 1
             logits = model(input_ids=token, attention_mask=mask[:, :width + t], position_ids=position,
-                           past_key_values=cache, use_cache=True).logits[:, -1]
+                           cache=cache, use_cache=True).logits[:, -1]
         logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
         token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
         tokens.append(token)
@@ -614,11 +517,9 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
             break
     return torch.cat(tokens, 1), torch.cat(logprobs, 1)
 
-
 def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
-    """One response per prompt row: its token ids exactly as sampled, their log-probs, and whether
-    max_new_tokens cut it off before an end token."""
+    """Per prompt row: the response's ids as sampled, their log-probs, and whether it was cut off."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
     responses, logprobs, truncated = [], [], []
     for start in range(0, len(prompt_ids), batch_size):
@@ -630,190 +531,172 @@ def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
             truncated.append(cut)
     return responses, logprobs, truncated
 
-
 # -----------------------------------------------------------------------------
 # Rollout batch
-# All of a step's sequences in one layout: prompt left-padded to P columns, response right-padded
-# to T. Every response then starts at column P, so the old log-probs (recorded while sampling),
-# reference log-probs and mask are plain [N, T] tensors. Each micro-batch is cut to the columns
-# its own rows need.
+# A step's N sequences in one layout: prompt left-padded to W columns, response right-padded to T.
+# Every response then starts at column W, so log-probs and the response mask are plain [N, T]
+# tensors. Each micro-batch is cut to the columns its own rows need.
 
 @dataclass
 class Rollouts:
-    input_ids: torch.Tensor       # [N, P + T]
-    attention_mask: torch.Tensor  # [N, P + T]
+    input_ids: torch.Tensor       # [N, W + T]
+    attention_mask: torch.Tensor  # [N, W + T]
     response_mask: torch.Tensor   # [N, T] 1.0 on response tokens (end token included)
     old_logp: torch.Tensor        # [N, T] log pi_old of each response token, 0.0 on padding
-
+    sampler_logp: torch.Tensor    # [N, T] the same, as the sampling model computed it while drawing
 
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
-    P, T = max(map(len, prompt_ids)), max(map(len, responses))
-    ids, attn, resp, old = [], [], [], []
+    """The step's rollouts; old_logp starts as the sampler's log-probs."""
+    W, T = max(map(len, prompt_ids)), max(map(len, responses))
+    ids, attn, resp, logp = [], [], [], []
     for p, r, lp in zip(prompt_ids, responses, logprobs):
-        ids.append([pad_id] * (P - len(p)) + p + r + [pad_id] * (T - len(r)))
-        attn.append([0] * (P - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
+        ids.append([pad_id] * (W - len(p)) + p + r + [pad_id] * (T - len(r)))
+        attn.append([0] * (W - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
         resp.append([1.0] * len(r) + [0.0] * (T - len(r)))
-        old.append(lp + [0.0] * (T - len(r)))
-    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), torch.tensor(old))
-
+        logp.append(lp + [0.0] * (T - len(r)))
+    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), *[torch.tensor(logp)] * 2)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
-    P = batch.input_ids.shape[1] - batch.response_mask.shape[1]
-    p = int(batch.attention_mask[rows, :P].sum(1).max())
+    W = batch.input_ids.shape[1] - batch.response_mask.shape[1]
+    w = int(batch.attention_mask[rows, :W].sum(1).max())
     t = int(batch.response_mask[rows].sum(1).max())
-    cols = slice(P - p, P + t)
+    cols = slice(W - w, W + t)
     return batch.input_ids[rows, cols].to(device), batch.attention_mask[rows, cols].to(device), t
-
-
-def micro_batches(batch: Rollouts, rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
-    """rows split into micro-batches of `size`, shortest sequences first: a short row is not padded to a
-    long neighbour's length."""
-    return rows[batch.attention_mask[rows].sum(1).argsort(stable=True)].split(size)
-
 
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
-    """Per-token log-probs of every response under `model`, [N, T] float32, zero on padding."""
+    """Log-probs of every response under `model` in the update's micro-batches and autocast, [N, T]."""
     model.eval()
     out = torch.zeros_like(batch.response_mask)
-    for rows in micro_batches(batch, torch.arange(len(out)), cfg.micro_batch_size):
-        ids, attn, t = micro_batch(batch, rows, device)
-        with autocast(device):
-            out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
+    for _, micros in update_plan(batch, cfg):
+        for rows in micros:
+            ids, attn, t = micro_batch(batch, rows, device)
+            with autocast(device):
+                out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
     return out * batch.response_mask
-
 
 # -----------------------------------------------------------------------------
 # Training loop
-# Each step: take prompts_per_step problems, sample group_size responses for each (keeping their
-# old-policy log-probs), score them on a worker thread while the GPU computes the reference
-# log-probs, turn rewards into advantages, and take mini_batches clipped optimizer steps.
-
-def score_responses(reward_fn, texts: list[str], examples: list[dict]) -> tuple[list[dict], float]:
-    start = time.perf_counter()
-    return [reward_fn(text, ex) for text, ex in zip(texts, examples)], time.perf_counter() - start
-
+# Each step: sample group_size responses for each of prompts_per_step problems, score them, get
+# pi_old (on CUDA the policy's own pass over what its bf16 copy drew: the ratio must start at
+# exactly 1) and the reference's log-probs, turn rewards and scores into advantages, and update.
+# Scoring stays in the main thread: math-verify's time limit uses signal.alarm, main-thread only.
 
 def train(cfg: Config, reward_fn=None) -> list[dict]:
     """Run cfg.steps training steps (or the rest of them, with cfg.resume); returns metrics rows."""
     validate(cfg)
     hf_logging.disable_progress_bar()         # per-file load/save bars would break up the step bar
     out = prepare_output_dir(cfg.output_dir)
+    resume_from = checkpoint_to_resume(out, cfg)
     device = pick_device(cfg.device)
-    saved = checkpoints(out) if cfg.resume else []
-    if cfg.resume and not saved:
-        raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
-    resume_from = saved[-1] if saved else None
-    started_with = json.loads((out / "config.json").read_text())["model"] if resume_from else cfg.model
-    if started_with != cfg.model:  # the KL reference and tokenizer come from --model, not the checkpoint
-        raise UsageError(f"--resume: this run started from --model {started_with}; pass the same --model")
+    examples, dropped = load_examples(cfg)    # before the models load: bad data fails in seconds
     torch.manual_seed(cfg.seed)
     tokenizer, policy, sampler, ref = load_models(cfg, device, str(resume_from or cfg.model))
-    lam = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "lambda" else None
-    optimizer, scheduler = make_optimizer(policy, cfg, lam)
-    pad_id = tokenizer.pad_token_id
-    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_token_ids(policy, tokenizer), pad_id)
+    exponent = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "lambda" else None
+    optimizer, scheduler = make_optimizer(policy, cfg, exponent)
+    pad_id, end_ids = tokenizer.pad_token_id, end_token_ids(policy, tokenizer)
+    sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_ids, pad_id)
     reward_fn = reward_fn or (lambda text, ex: reward(text, ex, cfg.rouge_weight))
-
-    examples, dropped = load_examples(cfg)
     prompts = [build_prompt(tokenizer, ex["problem"], cfg.thinking) for ex in examples]
     context = getattr(policy.config, "max_position_embeddings", None) or 10 ** 9
     for ex, ids in zip(examples, encode_prompts(tokenizer, prompts, cfg.max_new_tokens, context)):
         ex["prompt_ids"] = ids
+    check_output_layer(policy, examples[0]["prompt_ids"])
     if device.type == "cpu":
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
-    log(f"{len(examples)} training problems from {cfg.dataset}" + (f" ({dropped} rows dropped: no gold answer)" if dropped else ""))
-
-    step, data_position = restore(resume_from, optimizer, scheduler, lam) if resume_from else (0, 0)
+    log(f"{len(examples)} training problems from {cfg.dataset}" + (f" ({dropped} rows dropped: no gold "
+                                                                    "answer)" if dropped else ""))
+    step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
     if resume_from:
         log(f"resumed from {resume_from} at step {step}")
     for name in ("metrics.jsonl", "samples.jsonl"):
-        trim_jsonl(out / name, step) if cfg.resume else (out / name).unlink(missing_ok=True)
+        trim_jsonl(out / name, step) if resume_from else (out / name).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    # Ctrl-C finishes the current step and saves; a second Ctrl-C quits at once.
-    stop_requested = []
-
-    def on_sigint(signum, frame):
-        if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested.append(True)
-        log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
-
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: request_stop(stop_requested))
     history, bad_updates_in_a_row = [], 0
     bar = tqdm(total=cfg.steps, initial=step, desc="lampo", unit="step", dynamic_ncols=True)
     try:
-        with ThreadPoolExecutor(max_workers=1) as scorer:
-            while step < cfg.steps:
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()     # so peak_gpu_gb is this step's own peak
-                t0 = time.perf_counter()
-                group_examples = [example_at(examples, data_position + k, cfg.seed)
-                                  for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
-                rows = [ex["prompt_ids"] for ex in group_examples]
-                responses, logprobs, truncated = sample_responses(sampler, rows, sampling, cfg.gen_batch_size)
-                texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-                scoring = scorer.submit(score_responses, reward_fn, texts, group_examples)
-                t1 = time.perf_counter()
+        while step < cfg.steps:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()     # so peak_gpu_gb is this step's own peak
+            t0 = time.perf_counter()
+            step_examples = [example_at(examples, data_position + k, cfg.seed)   # [N], prompt by prompt
+                             for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
+            prompt_ids = [ex["prompt_ids"] for ex in step_examples]
+            responses, logprobs, truncated = sample_responses(sampler, prompt_ids, sampling,
+                                                              cfg.gen_batch_size)
+            texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+            t1 = time.perf_counter()
+            verdicts = [reward_fn(text, ex) for text, ex in zip(texts, step_examples)]
+            t2 = time.perf_counter()
+            batch = pack_rollouts(prompt_ids, responses, logprobs, pad_id)
+            if sampler is not policy:
+                batch.old_logp = rollout_logprobs(policy, batch, cfg, device)
+            ref_logp = rollout_logprobs(ref, batch, cfg, device) if ref is not None else None
+            t3 = time.perf_counter()
+            grouped = (cfg.prompts_per_step, cfg.group_size)
+            rewards = torch.tensor([v["reward"] for v in verdicts]).view(grouped)
+            lengths = batch.response_mask.sum(1)
+            scores = (batch.old_logp.sum(1) / lengths).view(grouped)                   # s_i
+            advantages = ADVANTAGES[cfg.advantage](rewards, scores, cfg).flatten()     # [N]
+            stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, device,
+                                  exponent)
+            if sampler is not policy:
+                sampler.load_state_dict(policy.state_dict())
+            step, data_position = step + 1, data_position + cfg.prompts_per_step
+            t4 = time.perf_counter()
 
-                batch = pack_rollouts(rows, responses, logprobs, pad_id)
-                ref_logp = rollout_logprobs(ref, batch, cfg, device) if ref is not None else None
-                t2 = time.perf_counter()
-
-                scored, score_seconds = scoring.result()
-                rewards = torch.tensor([s["reward"] for s in scored], dtype=torch.float32)
-                lengths = batch.response_mask.sum(1)
-                grouped = (cfg.prompts_per_step, cfg.group_size)
-                advantages = ADVANTAGES[cfg.advantage](rewards.view(grouped), batch.old_logp.sum(1).view(grouped),
-                                                       lengths.view(grouped), cfg).flatten()
-                t3 = time.perf_counter()
-                stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, device, lam)
-                if sampler is not policy:
-                    sampler.load_state_dict(policy.state_dict())
-                step, data_position = step + 1, data_position + cfg.prompts_per_step
-                t4 = time.perf_counter()
-
-                row = {"step": step, "reward_mean": rewards.mean().item(),
-                       "accuracy": sum(s["correct"] for s in scored) / len(scored),
-                       "rouge_mean": sum(s["rouge"] for s in scored) / len(scored),
-                       "adv_abs_mean": advantages.abs().mean().item(), "response_len_mean": lengths.mean().item(),
+            metrics = {"step": step, "reward_mean": rewards.mean().item(),
+                       "accuracy": sum(v["correct"] for v in verdicts) / len(verdicts),
+                       "rouge_mean": sum(v["rouge"] for v in verdicts) / len(verdicts),
+                       "adv_abs_mean": advantages.abs().mean().item(),
+                       "response_len_mean": lengths.mean().item(),
                        "truncated_frac": sum(truncated) / len(truncated),
-                       **{k: stats[k] for k in ("clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap")},
-                       "lr": scheduler.get_last_lr()[0], "skipped_updates": stats["finite_updates"].count(False),
-                       **({"lam": lam.item()} if lam is not None else {}),
-                       **({"peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30} if device.type == "cuda" else {}),
-                       "time_generate": t1 - t0, "time_score": score_seconds, "time_logprobs": t2 - t1,
+                       **{key: stats[key] for key in ("clip_frac", "kl", "loss", "grad_norm", "lr")},
+                       "sampler_logp_gap": stats["sampler_logp_gap"],
+                       "skipped_updates": stats["finite_updates"].count(False),
+                       "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
-                history.append(row)
-                append_jsonl(out / "metrics.jsonl", [row])
-                if cfg.log_samples_every > 0 and step % cfg.log_samples_every == 0:
-                    append_jsonl(out / "samples.jsonl", [
-                        {"step": step, "problem": ex["problem"], "gold": ex["answer"], "response": text, **s}
-                        for ex, text, s in list(zip(group_examples, texts, scored))[:4]])
-                bar.update(1)
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", acc=f"{row['accuracy']:.2f}",
-                                len=f"{row['response_len_mean']:.0f}")
+            if exponent is not None:
+                metrics["preference_exponent"] = exponent.item()
+            if device.type == "cuda":
+                metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            history.append(metrics)
+            append_jsonl(out / "metrics.jsonl", [metrics])
+            if cfg.log_samples_every > 0 and step % cfg.log_samples_every == 0:
+                append_jsonl(out / "samples.jsonl", [
+                    {"step": step, "problem": ex["problem"], "gold": ex["answer"], "response": text, **v}
+                    for ex, text, v in list(zip(step_examples, texts, verdicts))[:4]])
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", acc=f"{metrics['accuracy']:.2f}",
+                            len=f"{metrics['response_len_mean']:.0f}")
 
-                for finite in stats["finite_updates"]:
-                    bad_updates_in_a_row = 0 if finite else bad_updates_in_a_row + 1
-                if row["skipped_updates"]:
-                    log(f"step {step}: skipped {row['skipped_updates']} update(s) with a NaN/inf loss or gradient")
-                if step % cfg.save_every == 0 or step == cfg.steps or stop_requested or bad_updates_in_a_row >= 3:
-                    path = save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, data_position,
-                                           cfg.keep_checkpoints, lam)
-                if bad_updates_in_a_row >= 3:
-                    raise FloatingPointError(f"NaN/inf loss or gradient for 3 updates in a row at step {step} "
-                                             f"(saved {path}); lower --lr or check the reward function")
-                if stop_requested:
-                    raise KeyboardInterrupt
+            for finite in stats["finite_updates"]:
+                bad_updates_in_a_row = 0 if finite else bad_updates_in_a_row + 1
+            if metrics["skipped_updates"]:
+                log(f"step {step}: skipped {metrics['skipped_updates']} update(s): NaN/inf loss or gradient")
+            if step % cfg.save_every == 0 or step == cfg.steps or stop_requested or bad_updates_in_a_row >= 3:
+                path = save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, data_position,
+                                       cfg.keep_checkpoints, exponent)
+            if bad_updates_in_a_row >= 3:
+                raise FloatingPointError(f"NaN/inf loss or gradient for 3 updates in a row at step {step} "
+                                         f"(saved {path}); lower --lr or check the reward function")
+            if stop_requested:
+                raise KeyboardInterrupt
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous_handler)
     return history
 
+def request_stop(stop_requested: list) -> None:
+    if stop_requested:
+        raise KeyboardInterrupt
+    stop_requested.append(True)
+    log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
 
 # -----------------------------------------------------------------------------
 # Data
@@ -823,11 +706,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
-
 def load_table(source: str, split: str = "train", config: str | None = None):
     """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
-    import datasets
-
     path = Path(source).expanduser()
     if path.suffix in LOCAL_FORMATS or path.exists():
         if not path.is_file():
@@ -842,13 +722,11 @@ def load_table(source: str, split: str = "train", config: str | None = None):
     except Exception as e:  # not found, offline, gated, bad split: the library's own words say which
         raise UsageError(f"could not load dataset {source!r} (split {split!r}): {first_line(e)}") from None
 
-
 def require_columns(table, columns: list[str], source: str, flag_hint: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise UsageError(f"dataset {source} has no column {', '.join(map(repr, missing))} (it has: "
                          f"{', '.join(table.column_names)}); {flag_hint}")
-
 
 def load_examples(cfg: Config) -> tuple[list[dict], int]:
     """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
@@ -869,14 +747,12 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
     return examples, len(table) - len(examples)
 
-
 def example_at(examples: list[dict], position: int, seed: int) -> dict:
     """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
     epoch, i = divmod(position, len(examples))
     order = list(range(len(examples)))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return examples[order[i]]
-
 
 # -----------------------------------------------------------------------------
 # Prompts
@@ -886,14 +762,12 @@ def example_at(examples: list[dict], position: int, seed: int) -> dict:
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
-
 def build_prompt(tokenizer, problem: str, thinking: bool = True, instruction: str = MATH_INSTRUCTION) -> str:
     content = f"{problem}\n\n{instruction}"
     if tokenizer.chat_template is None:
         return f"Question: {content}\nAnswer:"
     return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                          add_generation_prompt=True, enable_thinking=thinking)
-
 
 def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: int) -> list[list[int]]:
     """Token ids of each prompt; the chat template already holds the special tokens."""
@@ -905,27 +779,22 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
                          "--max-new-tokens or filter the dataset")
     return ids
 
-
 # -----------------------------------------------------------------------------
 # Models and precision
-# On CUDA the trained policy keeps fp32 master weights (and fp32 AdamW state) and runs its matmuls
-# in bf16 under autocast. Why: at lr 1e-6 an AdamW step moves a weight by about 1e-6, while bf16
-# can only resolve |w| * 2^-8 (8e-5 for w = 0.02), so plain bf16 weights round most updates away.
-# Sampling uses a bf16 copy, re-synced after every step: decoding is bound by reading the weights,
-# and autocast would re-cast all fp32 weights to bf16 for every generated token.
-# On CPU (tests, smoke runs) everything is float32 and the policy samples for itself.
+# On CUDA the policy keeps fp32 master weights and AdamW state and computes in bf16 (autocast): an
+# AdamW step at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8. Sampling uses
+# a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
+# smoke runs) everything is float32 and the policy samples for itself.
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
 
 def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
 
 def from_pretrained(auto_class, source: str, **kwargs):
     """auto_class.from_pretrained(source), with a one-line error for a missing folder or hub id."""
@@ -937,17 +806,14 @@ def from_pretrained(auto_class, source: str, **kwargs):
     except (OSError, ValueError) as e:
         raise UsageError(f"could not load {source!r} (a local folder or hub id): {first_line(e)}") from None
 
-
 def load_tokenizer(source: str):
     tokenizer = from_pretrained(AutoTokenizer, source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
-
 def load_model(source: str, device: torch.device, dtype: torch.dtype):
     return from_pretrained(AutoModelForCausalLM, source, dtype=dtype).to(device)
-
 
 def load_models(cfg: Config, device: torch.device, start_from: str):
     """Tokenizer, trained policy (fp32), sampler (bf16 copy on CUDA) and frozen reference (if kl_coef > 0)."""
@@ -961,39 +827,51 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
         frozen.eval().requires_grad_(False)
     return tokenizer, policy, sampler, ref
 
-
-def make_optimizer(policy, cfg: Config, lam: torch.Tensor | None = None):
+def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
     """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
-    groups = [{"params": list(policy.parameters())}] + ([{"params": [lam], "lr": cfg.lambda_lr}] if lam is not None else [])
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=next(policy.parameters()).is_cuda)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / max(1, cfg.warmup_steps)))
-    return optimizer, warmup
-
+    groups = [{"params": list(policy.parameters())}]
+    if preference_exponent is not None:
+        groups.append({"params": [preference_exponent], "lr": cfg.lambda_lr})
+    fused = next(policy.parameters()).is_cuda
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=fused)
+    warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
 
 # -----------------------------------------------------------------------------
 # Checkpoints
-# Hugging Face folders (model + tokenizer via save_pretrained, loadable by AutoModelForCausalLM and
-# vLLM) plus trainer_state.pt: optimizer, scheduler, step, data position and RNG states, so a
+# Hugging Face folders (model and tokenizer, loadable by AutoModelForCausalLM and vLLM; fp32 master
+# weights) plus trainer_state.pt (optimizer, scheduler, step, data position, RNG states), so a
 # resumed run continues exactly. Written to a temporary folder and renamed into place: a crash
-# mid-save never corrupts the newest checkpoint. The master weights are saved in fp32, so resuming
-# loses nothing; load them with dtype=torch.bfloat16 for inference.
+# mid-save never corrupts the newest checkpoint.
 
 def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
+def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
+    """The newest checkpoint with --resume, else None; refuses what would mix two runs."""
+    saved = checkpoints(out)
+    if not cfg.resume:
+        if saved:
+            raise UsageError(f"{out} already holds checkpoints of an earlier run: pass --resume, or choose "
+                             "another --output-dir")
+        return None
+    if not saved:
+        raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
+    started_with = json.loads((out / "config.json").read_text())["model"]
+    if started_with != cfg.model:  # the KL reference and tokenizer come from --model, not the checkpoint
+        raise UsageError(f"--resume: this run started from --model {started_with}; pass the same --model")
+    return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
-                    keep: int, lam: torch.Tensor | None) -> Path:
-    final = out_dir / f"checkpoint-{step}"
-    if final.exists():
-        return final
-    tmp = out_dir / f".tmp-checkpoint-{step}"
+                    keep: int, preference_exponent: torch.Tensor | None) -> Path:
+    final, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "data_position": data_position, "lam": lam, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+    torch.save({"step": step, "data_position": data_position, "preference_exponent": preference_exponent,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / "trainer_state.pt")
     os.replace(tmp, final)
@@ -1001,76 +879,77 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
         shutil.rmtree(old, ignore_errors=True)
     return final
 
-
-def restore(checkpoint_dir: Path, optimizer, scheduler, lam) -> tuple[int, int]:
-    """Load trainer_state.pt into the optimizer, scheduler, lam and RNGs; returns (step, data position)."""
-    state = torch.load(checkpoint_dir / "trainer_state.pt", weights_only=False)
+def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
+    """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
+    path = checkpoint_dir / "trainer_state.pt"
+    try:
+        state = torch.load(path, weights_only=True)       # plain data only: a shared file cannot run code
+    except Exception:
+        raise UsageError(f"{path} cannot be loaded as plain data (tensors, numbers, lists), and unpickling "
+                         "more could run code: start anew, or resume from a checkpoint you trust") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if lam is not None:
-        lam.data.copy_(state["lam"])
+    if preference_exponent is not None:
+        preference_exponent.data.copy_(state["preference_exponent"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["step"], state["data_position"]
 
-
 def trim_jsonl(path: Path, max_step: int) -> None:
-    """Drop rows logged after the checkpoint a run resumes from, so no step appears twice."""
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= max_step]
-        path.write_text("".join(row + "\n" for row in rows))
-
+    """Keep the rows up to the resumed checkpoint's step, without a crash's half-written last line."""
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    rows = [row for row in map(json.loads, filter(lambda line: line.endswith("\n"), lines))
+            if row["step"] <= max_step]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
 
-
 def prepare_output_dir(path: str) -> Path:
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"output dir {path} is not writable ({e.strerror}): choose another --output-dir") from None
+        writable = os.access(out, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
-
 
 # -----------------------------------------------------------------------------
 # CLI
 # One flag per Config field, generated from the dataclass so names, types and defaults never drift.
+# Bad input raises UsageError before any model loads where it can; main() prints it on one line.
 
 class UsageError(Exception):
     """Bad input: main() prints the message on one line and exits with code 2."""
 
-
-POSITIVE = ("lr", "steps", "max_new_tokens", "tau", "lpo_tau", "temperature", "prompts_per_step", "gen_batch_size",
-            "mini_batches", "micro_batch_size", "save_every")
-
+def in_interval(value: float, interval: str) -> bool:
+    """value in an interval written as "(0, 1]" or "[1, inf)"."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = low < value if interval[0] == "(" else low <= value
+    return above and (value < high if interval[-1] == ")" else value <= high)
 
 def validate(cfg: Config) -> None:
-    if cfg.group_size < 2:
-        raise UsageError(f"--group-size must be at least 2 (got {cfg.group_size}): advantages compare the "
-                         "responses of a group")
     for f in fields(Config):
-        value, flag, choices = getattr(cfg, f.name), "--" + f.name.replace("_", "-"), f.metadata["choices"]
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        choices, within = f.metadata["choices"], f.metadata["within"]
         if choices and value not in choices:
             raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
-        if f.name in POSITIVE and not value > 0:
-            raise UsageError(f"{flag} must be positive (got {value})")
-
+        if within and not in_interval(value, within):
+            raise UsageError(f"{flag} must be in {within} (got {value}): {f.metadata['help']}")
+    rows = cfg.prompts_per_step * cfg.group_size
+    if cfg.mini_batches > rows:
+        raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {rows} responses "
+                         "(--prompts-per-step x --group-size): lower it")
 
 def log(message: str) -> None:
     tqdm.write(f"lampo: {message}", file=sys.stderr)    # through tqdm, so the step bar stays intact
 
-
 def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description="LamPO: RL with verifiable rewards for reasoning LLMs.",
@@ -1085,24 +964,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
             parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help)
     return Config(**vars(parser.parse_args(argv)))
 
-
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     try:
         train(cfg)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"interrupted: continue from the newest checkpoint in {cfg.output_dir} with --resume", file=sys.stderr)
-        sys.exit(130)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except torch.OutOfMemoryError:
-        print("error: out of GPU memory: lower --gen-batch-size (sampling) or --micro-batch-size (update)",
-              file=sys.stderr)
-        sys.exit(1)
+    except (UsageError, FloatingPointError, torch.OutOfMemoryError, KeyboardInterrupt) as e:
+        oom = "out of GPU memory: lower --gen-batch-size (sampling) or --micro-batch-size (update)"
+        resume = f"continue from the newest checkpoint in {cfg.output_dir} with --resume"
+        message, code = {UsageError: (f"error: {e}", 2), FloatingPointError: (f"error: {e}", 1),
+                         torch.OutOfMemoryError: (f"error: {oom}", 1),
+                         KeyboardInterrupt: (f"interrupted: {resume}", 130)}[type(e)]
+        print(message, file=sys.stderr)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

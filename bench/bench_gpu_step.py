@@ -145,7 +145,7 @@ def main():
     print("  ".join(header))
     for s in report["steps"]:
         cells = [str(s["step"]), *(gb(s[f"peak_GB_{name}"]) for name in ("sample", "reference", "update", "step")),
-                 f"{s['gen_tokens_per_s']:.0f}", *(f"{s[k]:.1f}" for k in ("time_generate", "time_score",
+                 f"{s['gen_tokens_per_s']:.0f}", *(f"{s[k]:.1f}" for k in ("time_generate", "time_reward",
                  "time_logprobs", "time_update", "time_step")), f"{s['sampler_logp_gap']:.2e}"]
         print("  ".join(c.rjust(len(h)) for c, h in zip(cells, header)))
     if cuda:

@@ -73,7 +73,7 @@ are dropped; the medians of the rest are reported (pooled over --rounds repeated
     Both are cross-checks; the verdict uses "step".
   * per-phase split of lampo from its metrics rows (time_generate: decoding, with the old log-probs;
     time_logprobs: packing the batch, plus the reference pass, which beta 0 skips; time_update;
-    time_score runs on a worker thread meanwhile). For TRL the script wraps
+    time_reward: scoring, in the main thread). For TRL the script wraps
     (times, does not change) GRPOTrainer._generate_single_turn (model.generate plus EOS masking) and
     _generate_and_score_completions (generation + scoring + advantages); "update" = step minus that.
 
@@ -238,7 +238,7 @@ def run_lampo(cfg, baton: Baton) -> dict:
         "step_to_step": clock.spans,                        # entry k: end of step k+1 minus resume after step k
         "cpu_step_to_step": clock.cpu,
         "generate": [r["time_generate"] for r in rows],
-        "score": [r["time_score"] for r in rows],
+        "score": [r["time_reward"] for r in rows],
         "logprobs": [r["time_logprobs"] for r in rows],
         "update": [r["time_update"] for r in rows],
         "threads": clock.threads,
