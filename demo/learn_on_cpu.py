@@ -30,7 +30,9 @@ step as lampo.py writes metrics.jsonl, then the reward and accuracy curves.
 import argparse
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +63,14 @@ class UsageError(Exception):
     """Bad input: main() prints the message on one line and returns 2."""
 
 
+def run_name(value: str) -> str:
+    """--advantage also names the folder the demo replaces for each run, so it must be a plain name
+    (lampo.py's estimators are); lampo.py itself checks that the estimator exists."""
+    if not re.fullmatch(r"[a-z]+", value):
+        raise argparse.ArgumentTypeError(f"expected an estimator name such as lampo or grpo, got {value!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The demo's own flags, and the rest of the command line for lampo.py."""
     epilog = ("Any other flag goes to lampo.py (see python lampo.py --help), after the toy's own:\n  "
@@ -70,7 +80,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "demo"),
                         help="where the tiny model, the toy dataset, lampo.log and the runs go "
                              "(default: runs/demo)")
-    parser.add_argument("--advantage", default="lampo",
+    parser.add_argument("--advantage", default="lampo", type=run_name,
                         help="passed to lampo.py; also names the run's folder, so estimators sit side by "
                              "side (default: lampo)")
     parser.add_argument("--output-dir", help="passed to lampo.py (default: WORKDIR/ADVANTAGE)")
@@ -135,9 +145,23 @@ def shell_lines(command: list[str], width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete rows of a file lampo.py may be appending to; none if it does not exist yet."""
-    if not path.exists():
+LOGS = ("metrics.jsonl", "samples.jsonl")
+
+
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """Inode, modification time and size: a file whose state has not changed was not written."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def read_jsonl(path: Path, earlier_state: tuple[int, int, int] | None) -> list[dict]:
+    """The complete rows of a file lampo.py may be appending to; none while it is missing or still
+    as it was before the run (an earlier run's, which lampo.py is about to replace)."""
+    state = file_state(path)
+    if state is None or state == earlier_state:
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
 
@@ -186,13 +210,13 @@ def summary(rows: list[dict], seconds: float) -> str:
             f"{mean(last, 'accuracy'):.2f}  ({len(rows)} steps, {seconds:.0f} s)")
 
 
-def stream_table(proc: subprocess.Popen, out_dir: Path) -> list[dict]:
-    """Print each step's row once lampo.py has logged it and its samples; all rows once it exits."""
+def stream_table(proc: subprocess.Popen, out_dir: Path, earlier: dict) -> list[dict]:
+    """Print each step's row once lampo.py has logged it and its samples; all rows once it exits.
+    `earlier` holds the state of each log file before the run."""
     printed = 0
     while True:
         done = proc.poll() is not None
-        rows = read_jsonl(out_dir / "metrics.jsonl")
-        samples = read_jsonl(out_dir / "samples.jsonl")
+        rows, samples = (read_jsonl(out_dir / name, earlier[name]) for name in LOGS)
         for i in range(printed, len(rows)):
             of_step = [s for s in samples if s["step"] == rows[i]["step"]]
             if not (of_step or i + 1 < len(rows) or done):
@@ -234,23 +258,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = ensure_model(work / "tiny-qwen3-boxed")
     out_dir = Path(args.output_dir or work / args.advantage).expanduser()
+    if args.output_dir is None and "--resume" not in lampo_flags:
+        shutil.rmtree(out_dir, ignore_errors=True)    # the demo's own folder; lampo.py refuses to reuse one
     command = ["python", shown(ROOT / "lampo.py"), "--model", shown(model), "--dataset", shown(data),
                "--output-dir", shown(out_dir), "--advantage", args.advantage, *TOY_FLAGS, *lampo_flags]
     print("$ " + shell_lines(command), flush=True)
-    if "--resume" not in lampo_flags:
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)     # so that no row of an earlier run is shown
     # One thread unless the reader says otherwise: a model this small gains nothing from more, and on
     # a busy machine threads that wait for each other make every step several times slower.
     env = {"OMP_NUM_THREADS": "1", **os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     log = work / "lampo.log"
+    earlier = {name: file_state(out_dir / name) for name in LOGS}
     start = time.perf_counter()
     with log.open("w") as lampo_output:
         proc = subprocess.Popen([sys.executable, *command[1:]], stdout=lampo_output, stderr=lampo_output,
                                 env=env)
-        # Ctrl-C reaches lampo.py as well: it finishes the step, saves and exits, and the demo waits for that.
+        # Ctrl-C reaches lampo.py as well: it finishes the step, saves and exits; the demo waits for it.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            rows = stream_table(proc, out_dir)
+            rows = stream_table(proc, out_dir, earlier)
         finally:
             signal.signal(signal.SIGINT, previous)
     if rows:
