@@ -54,6 +54,7 @@ COLUMNS = [  # (header, width, metrics.jsonl key, format)
     ("step", 4, "step", "{:d}"), ("reward", 6, "reward_mean", "{:.3f}"), ("acc", 4, "accuracy", "{:.2f}"),
     ("|A|", 5, "adv_abs_mean", "{:.3f}"), ("clip", 5, "clip_frac", "{:.3f}"), ("kl", 5, "kl", "{:.2f}"),
     ("sec", 4, "time_step", "{:.1f}")]
+LOGS = ("metrics.jsonl", "samples.jsonl")   # what lampo.py writes per step, read back for the table
 SAMPLES_SHOWN = 4            # lampo.py logs the first four responses of a step to samples.jsonl
 SAMPLE_WIDTH = 10
 BLOCKS, ASCII_RAMP = "▁▂▃▄▅▆▇█", "_.:-=+*#"
@@ -143,9 +144,6 @@ def shell_lines(command: list[str], width: int = 100) -> str:
         else:
             lines[-1] += " " + unit
     return "\n".join(lines)
-
-
-LOGS = ("metrics.jsonl", "samples.jsonl")
 
 
 def file_state(path: Path) -> tuple[int, int, int] | None:
