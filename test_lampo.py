@@ -1193,6 +1193,21 @@ def with_arg(args, flag, value):
     return args[:i] + [flag, value] + args[i + 2:] if i is not None else args + [flag, value]
 
 
+def test_readme_lists_the_papers_comparisons_as_runnable_commands():
+    """LamPO, GRPO (plain reward), LamPO without ROUGE-L, RLOO, lambda-GRPO and LPO, each a command
+    whose flags lampo.py accepts; the GRPO baseline and the ablation drop the dense reward."""
+    readme = (Path(__file__).resolve().parent / "README.md").read_text()
+    commands = [line.split("#")[0].split()[2:] for line in readme.splitlines()
+                if line.startswith("python lampo.py --output-dir runs/")]
+    configs = {cfg.output_dir: cfg for cfg in map(lampo.parse_args, commands)}
+    for cfg in configs.values():
+        lampo.validate(cfg)
+    expected = {"runs/lampo": ("lampo", "token-mean", 0.1), "runs/grpo": ("grpo", "token-mean", 0.0),
+                "runs/lampo-no-rouge": ("lampo", "token-mean", 0.0), "runs/rloo": ("rloo", "token-mean", 0.1),
+                "runs/lambda-grpo": ("grpo", "lambda", 0.0), "runs/lpo": ("lpo", "token-mean", 0.1)}
+    assert {out: (c.advantage, c.loss_agg, c.rouge_weight) for out, c in configs.items()} == expected
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--model", "/no/such/model", "model path not found: /no/such/model"),
     ("--dataset", "/no/such/file.jsonl", "dataset file not found"),
