@@ -177,9 +177,8 @@ def choice_letter(response: str) -> str | None:
     if "<think>" in response and "</think>" not in response:
         return None
     final = response.rsplit("</think>", 1)[-1]
-    boxed = lampo.last_boxed(final)
-    if boxed is not None:
-        match = _LETTER_AT_START.match(plain_text(boxed))
+    if lampo.BOX_COMMAND.search(final):   # a box decides, as in extract_answer: one cut off names nothing
+        match = _LETTER_AT_START.match(plain_text(lampo.last_boxed(final) or ""))
         return match["letter"] if match else None
     text = plain_text(final)
     phrases = list(_LETTER_PHRASE.finditer(text))

@@ -39,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -133,7 +134,7 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
 # Values are compared by math-verify, the field's verifier (behind lighteval's and open-r1's
 # published MATH-500 and AIME numbers); ours is only finding the answer and a few rewrites.
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
 _BRACE = re.compile(r"[{}]")
 _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b|:)[\s*:]*", re.IGNORECASE)
@@ -145,7 +146,7 @@ def extract_answer(text: str) -> str | None:
     if "<think>" in text and "</think>" not in text:
         return None
     final = text.rsplit("</think>", 1)[-1]
-    if _BOX.search(final):
+    if BOX_COMMAND.search(final):
         return last_boxed(final)
     phrases = list(_ANSWER_PHRASE.finditer(final))
     if phrases:
@@ -154,7 +155,7 @@ def extract_answer(text: str) -> str | None:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
-    boxes = list(_BOX.finditer(text))
+    boxes = list(BOX_COMMAND.finditer(text))
     arg = _BOX_ARGUMENT.match(text, boxes[-1].end()) if boxes else None
     if arg is None:
         return None
@@ -181,7 +182,7 @@ def _phrase_answer(rest: str) -> str | None:
 _THOUSANDS = re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))")  # 10\,080
 _REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6}
 _DECIMAL = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d*)\.(\d+)")  # 1,234.5 and .5
-_CHOICE = re.compile(r"^([A-J])\)$")  # C), as the options are listed in eval.py's prompts
+_CHOICE = re.compile(r"^([A-J])\)$")  # C), an option as multiple-choice prompts list it
 MAX_ANSWER_CHARS = 500  # an answer is short: a longer one is a ramble, refused before parsing
 
 def _readable_latex(answer: str) -> str:
@@ -375,7 +376,8 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
 # -----------------------------------------------------------------------------
 # Update
 # --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its
-# ratio is exactly 1; later ones see a moved policy, which is when clipping acts. A non-finite loss
+# ratio is 1 (exactly, when pi_old came from the policy's own pass; to float32 rounding on CPU, where
+# it was kept while decoding); later ones see a moved policy, which is when clipping acts. A non-finite loss
 # or gradient skips that step. Rows are laid out prompt by prompt (row = prompt * G + g), which
 # viewing [N] as [B, G] relies on.
 
@@ -471,9 +473,7 @@ def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch
 class FilledKVLayer(StaticLayer):
     """A StaticLayer whose attention reads only the positions written so far (the buffer's start)."""
 
-    def __init__(self, max_cache_len: int):
-        super().__init__(max_cache_len)
-        self.filled = 0                                    # a Python int: reading it never syncs the GPU
+    filled = 0                                           # a Python int: reading it never syncs the GPU
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         keys, values = super().update(key_states, value_states, *args, **kwargs)
@@ -612,7 +612,10 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     if resume_from:
         log(f"resumed from {resume_from} at step {step}")
     for name in ("metrics.jsonl", "samples.jsonl"):
-        trim_jsonl(out / name, step) if resume_from else (out / name).unlink(missing_ok=True)
+        if resume_from:
+            trim_jsonl(out / name, step)
+        else:
+            (out / name).unlink(missing_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
@@ -858,9 +861,16 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         return None
     if not saved:
         raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
-    started_with = json.loads((out / "config.json").read_text())["model"]
-    if started_with != cfg.model:  # the KL reference and tokenizer come from --model, not the checkpoint
-        raise UsageError(f"--resume: this run started from --model {started_with}; pass the same --model")
+    if not (out / "config.json").is_file():
+        raise UsageError(f"--resume: {out} has no config.json, so no lampo run to resume: check --output-dir")
+    started = json.loads((out / "config.json").read_text())
+    for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
+        if started[flag] != getattr(cfg, flag):
+            option = "--" + flag.replace("_", "-")
+            raise UsageError(f"--resume: this run started from {option} {started[flag]}; pass the same "
+                             f"{option}")
+    if not (saved[-1] / "trainer_state.pt").is_file():
+        raise UsageError(f"--resume: {saved[-1]} has no trainer_state.pt: it is not a checkpoint lampo wrote")
     return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
@@ -882,9 +892,9 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
 def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
     """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
     path = checkpoint_dir / "trainer_state.pt"
-    try:
-        state = torch.load(path, weights_only=True)       # plain data only: a shared file cannot run code
-    except Exception:
+    try:  # plain data only, so a shared checkpoint cannot run code; on CPU whatever device saved it
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
         raise UsageError(f"{path} cannot be loaded as plain data (tensors, numbers, lists), and unpickling "
                          "more could run code: start anew, or resume from a checkpoint you trust") from None
     optimizer.load_state_dict(state["optimizer"])
@@ -956,6 +966,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(Config):
         flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
+        help += f" (valid: {f.metadata['within']})" if f.metadata["within"] else ""
         if f.type is bool:
             action = "store_true" if f.default is False else argparse.BooleanOptionalAction
             parser.add_argument(flag, action=action, default=f.default, help=help)

@@ -1018,7 +1018,7 @@ def train_on_digits(tiny_model, toy_jsonl, tmp_path, **overrides):
 def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, advantage, loss_agg):
     history = train_on_digits(tiny_model, toy_jsonl, tmp_path, advantage=advantage, loss_agg=loss_agg)
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
-    # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old exactly
+    # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old to rounding
     assert max(r["sampler_logp_gap"] for r in history) < 1e-5
     assert ("preference_exponent" in history[-1]) == (loss_agg == "lambda")
 
@@ -1268,6 +1268,18 @@ class RunsCodeWhenUnpickled:
         return leave_marker, (str(self.marker),)
 
 
+def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
+    """Another --loss-agg changes the optimizer's shape, and a checkpoint without trainer_state.pt
+    has no optimizer: each is one line and exit 2, not a traceback."""
+    lampo.main(with_arg(good_args, "--save-every", "1"))
+    capsys.readouterr()
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--loss-agg", "lambda") + ["--resume"])
+    assert "this run started from --loss-agg token-mean; pass the same --loss-agg" in err and "\n" not in err, err
+    (tmp_path / "out/checkpoint-1/trainer_state.pt").unlink()
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
+    assert "has no trainer_state.pt" in err and "\n" not in err, err
+
+
 def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
     args = quick_run(good_args)
     lampo.main(args)
@@ -1426,6 +1438,7 @@ def test_eval_gpqa_shuffle_is_deterministic_and_letters_map_right():
 # How models name an option: each response names option C, D or none. The plain forms, the ones
 # lighteval reads and an earlier version scored 0, and near misses that name no single option.
 LETTER_CASES = [
+    ("The answer is C. Final: \\boxed{C", None),     # a box decides, and one cut off names nothing
     ("Answer: C", "C"),
     ("\\boxed{C}", "C"),
     ("(C)", "C"),
