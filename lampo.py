@@ -175,7 +175,6 @@ def _phrase_answer(rest: str) -> str | None:
     answer = inline[1] if inline else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
     return answer.strip(" $*.") or None
 
-
 # Notations math-verify misses, rewritten as LaTeX it reads, value kept. Decimals become exact
 # fractions, so a decimal equals only the value it spells out: math-verify rounds floats to 6
 # places, which would let 0.3333333 pass for \frac{1}{3}.
@@ -611,11 +610,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
     if resume_from:
         log(f"resumed from {resume_from} at step {step}")
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        if resume_from:
-            trim_jsonl(out / name, step)
-        else:
-            (out / name).unlink(missing_ok=True)
+    for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
+        trim_jsonl(out / name, step)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
@@ -921,10 +917,9 @@ def prepare_output_dir(path: str) -> Path:
     out = Path(path).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        writable = os.access(out, os.W_OK)
     except OSError:
-        writable = False
-    if not writable:
+        pass
+    if not (out.is_dir() and os.access(out, os.W_OK)):
         raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
 

@@ -34,28 +34,25 @@ import lampo  # noqa: E402
 # -----------------------------------------------------------------------------
 # Settings
 # Only what TRL has no flag for: LamPO's tau and ROUGE-L weight, and lampo.py's dataset flags. The
-# defaults are lampo.py's own, read from its Config so that the two entry points never drift apart.
+# defaults and help texts are lampo.py's own, read from its Config, so the two entry points never drift.
+
+def lampo_field(name: str):
+    """A field with lampo.py's own default and help text for the flag of the same name."""
+    spec = lampo.Config.__dataclass_fields__[name]
+    return field(default=spec.default, metadata={"help": spec.metadata["help"]})
+
 
 @dataclass
 class LamPOArguments:
-    tau: float = field(default=lampo.Config.tau, metadata={
-        "help": "LamPO: temperature of the pairwise sigmoid, in nats per token (ours; paper silent)"})
-    rouge_weight: float = field(default=lampo.Config.rouge_weight, metadata={
-        "help": "alpha: weight of the ROUGE-L reward term (ours; paper silent)"})
-    dataset: str = field(default=lampo.Config.dataset, metadata={
-        "help": "hub dataset id, or a local .jsonl/.json/.parquet/.csv file"})
-    dataset_config: str | None = field(default=None, metadata={
-        "help": "hub dataset config name, if it has several"})
-    split: str = field(default=lampo.Config.split, metadata={"help": "dataset split to train on"})
-    prompt_field: str = field(default=lampo.Config.prompt_field, metadata={
-        "help": "column holding the problem text"})
-    solution_field: str = field(default=lampo.Config.solution_field, metadata={
-        "help": "column holding the worked solution: the ROUGE-L reference, and its last \\boxed{} is the "
-                "gold answer unless --answer_field is given"})
-    answer_field: str | None = field(default=None, metadata={
-        "help": "column holding the gold answer (optional)"})
-    thinking: bool = field(default=lampo.Config.thinking, metadata={
-        "help": "Qwen3 thinking mode in the chat template (--no_thinking turns it off)"})
+    tau: float = lampo_field("tau")
+    rouge_weight: float = lampo_field("rouge_weight")
+    dataset: str = lampo_field("dataset")
+    dataset_config: str | None = lampo_field("dataset_config")
+    split: str = lampo_field("split")
+    prompt_field: str = lampo_field("prompt_field")
+    solution_field: str = lampo_field("solution_field")
+    answer_field: str | None = lampo_field("answer_field")
+    thinking: bool = lampo_field("thinking")
 
 
 # -----------------------------------------------------------------------------
