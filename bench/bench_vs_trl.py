@@ -443,6 +443,10 @@ def main():
     ratio = med["lampo"]["step"] / med["TRL"]["step"]
     ratio_s2s = med["lampo"]["step_to_step"] / med["TRL"]["step_to_step"]
     trl_opt, trl_ckpt = runs["TRL"][0]["optimizer"], runs["TRL"][0]["grad_ckpt"]
+    # lampo recomputes every layer in the backward pass; without the same, TRL's update is cheaper
+    # by that recompute alone, and the ratio would measure the setting, not the trainers.
+    if not trl_ckpt:
+        sys.exit("bench: TRL ran without per-layer activation checkpointing, unlike lampo: not comparable")
 
     size = SIZES[args.size] or {"hidden_size": 64, "num_hidden_layers": 2}
     print(f"\nlampo.py vs TRL {trl.__version__} GRPOTrainer: one whole RL step, CPU float32, "
