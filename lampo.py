@@ -554,7 +554,9 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
         attn.append([0] * (W - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
         resp.append([1.0] * len(r) + [0.0] * (T - len(r)))
         logp.append(lp + [0.0] * (T - len(r)))
-    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), *[torch.tensor(logp)] * 2)
+    logp = torch.tensor(logp)
+    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), old_logp=logp,
+                    sampler_logp=logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
