@@ -35,7 +35,6 @@ Run (one GPU, bf16):
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -47,7 +46,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import datasets
@@ -61,8 +60,7 @@ from transformers.cache_utils import Cache, StaticLayer
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import logging as hf_logging
 
-# -----------------------------------------------------------------------------
-# Config
+# ---- Config --------------------------------------------------------------------------------------
 # Every knob of a run with its default, help text and valid range side by side. The CLI is
 # generated from this class, and validate() checks every value before anything loads.
 
@@ -77,9 +75,8 @@ class Config:
     dataset_config: str | None = arg(None, "hub dataset config name, if it has several")
     split: str = arg("train", "dataset split to train on")
     prompt_field: str = arg("problem", "column holding the problem text")
-    solution_field: str = arg("solution", "column holding the worked solution: the ROUGE-L reference, "
-                              "and its last \\boxed{} is the gold answer unless --answer-field is given")
-    answer_field: str | None = arg(None, "column holding the gold answer (optional)")
+    solution_field: str = arg("solution", "column holding the worked solution, the ROUGE-L reference")
+    answer_field: str | None = arg(None, "gold answer column (default: the solution's last \\boxed{})")
     thinking: bool = arg(True, "Qwen3 thinking mode in the chat template")
     output_dir: str = arg("runs/lampo", "where metrics.jsonl, samples.jsonl and checkpoints go")
     steps: int = arg(200, "training steps (one step = sample, score, update)", within="[1, inf)")
@@ -88,8 +85,7 @@ class Config:
     max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer", within="[1, inf)")
     temperature: float = arg(1.0, "sampling temperature (the log-probs use it too)", within="(0, inf)")
     top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)", within="(0, 1]")
-    gen_batch_size: int = arg(32, "sequences sampled at once (lower it if the KV cache does not fit)",
-                              within="[1, inf)")
+    gen_batch_size: int = arg(32, "sequences sampled at once (lower it if out of memory)", within="[1, inf)")
     advantage: str = arg("lampo", "advantage estimator (see Advantage)", ("lampo", "grpo", "rloo", "lpo"))
     tau: float = arg(0.1, "LamPO: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
     rouge_weight: float = arg(0.1, "alpha: ROUGE-L reward weight (ours; 0 for GRPO)", within="[0, inf)")
@@ -107,32 +103,27 @@ class Config:
     max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = off)", within="(0, inf]")
     save_every: int = arg(50, "save a checkpoint every this many steps, and at the end", within="[1, inf)")
     keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep", within="[1, inf)")
-    log_samples_every: int = arg(10, "log 4 responses to samples.jsonl every this many steps (0 = never)",
-                                 within="[0, inf)")
+    log_samples_every: int = arg(10, "log 4 responses every this many steps (0 = never)", within="[0, inf)")
     resume: bool = arg(False, "continue from the newest checkpoint in --output-dir")
     device: str = arg("auto", "auto picks CUDA when available", ("auto", "cuda", "cpu"))
     seed: int = arg(0, "seed for data order and sampling", within="[0, inf)")
 
-# -----------------------------------------------------------------------------
-# Reward
+# ---- Reward --------------------------------------------------------------------------------------
 #     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
 # ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
-# signal; even a response cut off before its answer earns it. GRPO's std division blows it up to
-# full size, so the paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...)
-# takes any verifier with reward()'s contract.
+# signal; even a cut-off response earns it. GRPO's std division would blow it up to full size, so the
+# paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...) takes other verifiers.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
     rouge = rouge_l_f1(response, example["solution"]) if example.get("solution") else 0.0
     return {"reward": correct + rouge_weight * rouge, "correct": correct, "rouge": rouge}
 
-# -----------------------------------------------------------------------------
-# Answer checking
-# The reward is 1 only when the model's final answer equals the gold answer as a value, so this
-# is where training goes wrong quietly: a lax checker is reward hacking waiting to happen, a strict
-# one punishes right answers written differently (0.5 vs \frac{1}{2}) and teaches the model wrong.
-# Values are compared by math-verify, the field's verifier (behind lighteval's and open-r1's
-# published MATH-500 and AIME numbers); ours is only finding the answer and a few rewrites.
+# ---- Answer checking -----------------------------------------------------------------------------
+# Training goes wrong quietly here: a lax checker invites reward hacking, a strict one punishes right
+# answers written differently (0.5 vs \frac{1}{2}) and teaches the model wrong. Values are compared by
+# math-verify, the field's verifier (behind lighteval's and open-r1's published MATH-500 and AIME
+# numbers); ours is only finding the final answer and a few rewrites.
 
 BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
@@ -149,9 +140,7 @@ def extract_answer(text: str) -> str | None:
     if BOX_COMMAND.search(final):
         return last_boxed(final)
     phrases = list(_ANSWER_PHRASE.finditer(final))
-    if phrases:
-        return _phrase_answer(final[phrases[-1].end():])
-    return None
+    return _phrase_answer(final[phrases[-1].end():]) if phrases else None
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
@@ -214,12 +203,10 @@ def is_equiv(pred: str | None, gold: str) -> bool:
     # Gold first: verify() follows the gold's form. Gold 17 accepts x+y=17; gold 2x+z=1 is not 1.
     return math_verify.verify(_parsed(gold, timeout), _parsed(pred, timeout), timeout_seconds=timeout)
 
-# -----------------------------------------------------------------------------
-# ROUGE-L
-# The F1 of the longest common subsequence (LCS) of words shared by response and reference.
-# rouge-score finds the LCS with an O(n*m) pure-Python double loop, too slow for a reward on long
-# reasoning traces; the bit-parallel algorithm finds the same LCS with one big-int operation per
-# word. Words come from rouge-score's own tokenizer, so the F1 equals its RougeScorer(["rougeL"]).
+# ---- ROUGE-L -------------------------------------------------------------------------------------
+# The F1 of the longest common subsequence (LCS) of the response's and the reference's words: equal to
+# rouge-score's RougeScorer(["rougeL"]) (same tokenizer), but bit-parallel, one big-int operation per
+# word instead of its O(n*m) pure-Python double loop, too slow for a reward on long reasoning traces.
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
@@ -246,8 +233,7 @@ def rouge_l_f1(response: str, reference: str) -> float:
     precision, recall = lcs / len(pred), lcs / len(target)
     return 2 * precision * recall / (precision + recall)  # as rouge_score.scoring.fmeasure
 
-# -----------------------------------------------------------------------------
-# Advantage
+# ---- Advantage -----------------------------------------------------------------------------------
 # How hard to push each response of a group. Every tensor here is [B, G] (B prompts, G responses
 # each): the rewards R, and the old policy's length-normalised sequence scores s (LamPO and LPO).
 #     grpo:  A_i = (r_i - mean(r)) / (std(r) + 1e-4)
@@ -286,8 +272,7 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
     "lpo": lambda rewards, scores, cfg: lpo_advantages(rewards, scores, cfg.lpo_tau),
 }
 
-# -----------------------------------------------------------------------------
-# Log-probs
+# ---- Log-probs -----------------------------------------------------------------------------------
 # log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
 # the untruncated log-prob, as in TRL and verl: a truncated one would give -inf to a token the moved
 # policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-word vocabulary would not
@@ -319,18 +304,16 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 def check_output_layer(model, input_ids: list[int]) -> None:
     """Refuse a model whose head scales or soft-caps its logits: token_logprobs would be wrong."""
     ids = torch.tensor([input_ids], device=model.device)
-    ours = token_logprobs(model, ids, torch.ones_like(ids), len(input_ids) - 1)
-    logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-    theirs = logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    if not torch.allclose(ours, theirs, atol=1e-3):
+    hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+    logits = model(input_ids=ids, use_cache=False).logits
+    if not torch.allclose(hidden @ model.get_output_embeddings().weight.T, logits, atol=1e-3):
         raise UsageError(f"--model {model.name_or_path}: its output layer transforms the logits (scaled or "
                          "soft-capped), and lampo's log-probs assume logits = hidden @ W.T: use a model "
                          "without that (Qwen3, Llama, Mistral)")
 
-# -----------------------------------------------------------------------------
-# Loss
-# PPO's clipped surrogate per token, plus beta times the k3 estimate of KL(pi_theta || pi_ref)
-# (k3: Schulman's single-sample estimator, unbiased and never negative):
+# ---- Loss ----------------------------------------------------------------------------------------
+# PPO's clipped surrogate per token, plus beta times k3, Schulman's unbiased, never negative
+# single-sample estimate of KL(pi_theta || pi_ref):
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
@@ -372,17 +355,14 @@ def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = No
     weights = mask / mask.sum()
     return weights if f is None else weights * f[:, None]
 
-# -----------------------------------------------------------------------------
-# Update
-# --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its
-# ratio is 1 (exactly, when pi_old came from the policy's own pass; to float32 rounding on CPU, where
-# it was kept while decoding); later ones see a moved policy, which is when clipping acts. A non-finite loss
-# or gradient skips that step. Rows are laid out prompt by prompt (row = prompt * G + g), which
-# viewing [N] as [B, G] relies on.
+# ---- Update --------------------------------------------------------------------------------------
+# --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its ratio
+# is 1 (exactly when pi_old came from the policy's own pass; on CPU, to float32 rounding); later ones
+# see a moved policy, which is when clipping acts. A non-finite loss or gradient skips that step.
+# Rows are laid out prompt by prompt (row = prompt * G + g), which viewing [N] as [B, G] relies on.
 
 def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
-    """Exactly cfg.mini_batches mini-batches of row indices, each in micro-batches of similar-length
-    rows (less padding). The log-prob passes use the same ones, so every row gets the same numerics."""
+    """cfg.mini_batches mini-batches of row indices, each in micro-batches of similar-length rows."""
     lengths = batch.attention_mask.sum(1)
     minis = torch.arange(len(lengths)).tensor_split(cfg.mini_batches)
     return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
@@ -427,13 +407,11 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
         totals["grad_norm"] += grad_norm / len(plan)
     return {**totals, "finite_updates": finite_updates}
 
-# -----------------------------------------------------------------------------
-# Sampling
-# A plain decode loop: prefill each distinct prompt once (a group's G rows share it), copy its KV
-# cache to its rows, then one forward pass per token. The cache is allocated whole up front (a
-# too-large batch fails at once), but attention reads only its filled part. Each token's
-# log_softmax(logits / temperature) is kept: pi_old's log-probs where the policy samples for itself.
-# A response ends at its FIRST end token: Qwen3's pad token (<|endoftext|>) is also an end token.
+# ---- Sampling ------------------------------------------------------------------------------------
+# A plain decode loop: prefill each distinct prompt once and copy its KV cache to its G rows, then one
+# forward pass per token. The cache is allocated whole up front (a too-large batch fails at once), but
+# attention reads only its filled part. Each token's log_softmax(logits / temperature) is kept: pi_old
+# where the policy samples for itself. A response ends at its FIRST end token (Qwen3 pads with one).
 
 @dataclass(frozen=True)
 class Sampling:
@@ -446,8 +424,8 @@ class Sampling:
 
 def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    return tuple(sorted(ids | {tokenizer.eos_token_id} - {None}))
+    ids = set(ids if isinstance(ids, list) else [ids]) | {tokenizer.eos_token_id}
+    return tuple(sorted(ids - {None}))
 
 def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask, [N, max_len], padded on the left."""
@@ -458,14 +436,11 @@ def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
 
 def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
     """The response up to and including its first end token, and whether it was truncated instead."""
-    for t, token in enumerate(tokens):
-        if token in end_ids:
-            return tokens[: t + 1], False
-    return tokens, True
+    ends = [t for t, token in enumerate(tokens) if token in end_ids]
+    return (tokens[:ends[0] + 1], False) if ends else (tokens, True)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """logp [N, V] with -inf outside the top_k likeliest tokens, then outside the top_p nucleus (the
-    fewest likeliest tokens whose probability reaches top_p), by HF generate's own warpers."""
+    """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
     logp = TopKLogitsWarper(top_k)(None, logp) if top_k > 0 else logp
     return TopPLogitsWarper(top_p)(None, logp) if top_p < 1 else logp
 
@@ -530,8 +505,7 @@ def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
             truncated.append(cut)
     return responses, logprobs, truncated
 
-# -----------------------------------------------------------------------------
-# Rollout batch
+# ---- Rollout batch -------------------------------------------------------------------------------
 # A step's N sequences in one layout: prompt left-padded to W columns, response right-padded to T.
 # Every response then starts at column W, so log-probs and the response mask are plain [N, T]
 # tensors. Each micro-batch is cut to the columns its own rows need.
@@ -568,7 +542,7 @@ def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tens
 
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
-    """Log-probs of every response under `model` in the update's micro-batches and autocast, [N, T]."""
+    """Log-probs of every response under `model`, [N, T], with the update's micro-batches and numerics."""
     model.eval()
     out = torch.zeros_like(batch.response_mask)
     for _, micros in update_plan(batch, cfg):
@@ -578,8 +552,7 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
                 out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
     return out * batch.response_mask
 
-# -----------------------------------------------------------------------------
-# Training loop
+# ---- Training loop -------------------------------------------------------------------------------
 # Each step: sample group_size responses for each of prompts_per_step problems, score them, get
 # pi_old (on CUDA the policy's own pass over what its bf16 copy drew: the ratio must start at
 # exactly 1) and the reference's log-probs, turn rewards and scores into advantages, and update.
@@ -610,11 +583,9 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     log(f"{len(examples)} training problems from {cfg.dataset}" + (f" ({dropped} rows dropped: no gold "
                                                                     "answer)" if dropped else ""))
     step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
-    if resume_from:
-        log(f"resumed from {resume_from} at step {step}")
     for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
         trim_jsonl(out / name, step)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
     previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: request_stop(stop_requested))
@@ -657,8 +628,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        "adv_abs_mean": advantages.abs().mean().item(),
                        "response_len_mean": lengths.mean().item(),
                        "truncated_frac": sum(truncated) / len(truncated),
-                       **{key: stats[key] for key in ("clip_frac", "kl", "loss", "grad_norm", "lr")},
-                       "sampler_logp_gap": stats["sampler_logp_gap"],
+                       **{key: value for key, value in stats.items() if key != "finite_updates"},
                        "skipped_updates": stats["finite_updates"].count(False),
                        "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
@@ -699,11 +669,11 @@ def request_stop(stop_requested: list) -> None:
     stop_requested.append(True)
     log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
 
-# -----------------------------------------------------------------------------
-# Data
-# A table of problems from the hub or a local file. Each example keeps the problem, the gold
-# answer (the answer column, or the last \boxed{} of the worked solution) and the solution itself,
-# which is the ROUGE-L reference. Rows with no usable gold answer are dropped and counted.
+# ---- Data and prompts ----------------------------------------------------------------------------
+# Problems from the hub or a local file. Each example keeps the problem, the gold answer (its column,
+# or the solution's last \boxed{}) and the solution, the ROUGE-L reference; rows without a gold answer
+# are dropped and counted. Prompts go through the model's own chat template (Qwen3's takes
+# enable_thinking), so training and eval.py see exactly what it expects; no template: plain text.
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -755,12 +725,6 @@ def example_at(examples: list[dict], position: int, seed: int) -> dict:
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return examples[order[i]]
 
-# -----------------------------------------------------------------------------
-# Prompts
-# The model's own chat template, so training and eval.py see exactly what Qwen3 expects.
-# Qwen3's template takes enable_thinking: on, the model writes <think>...</think> before answering.
-# A tokenizer without a chat template (a base model) gets a plain-text prompt.
-
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 def build_prompt(tokenizer, problem: str, thinking: bool = True, instruction: str = MATH_INSTRUCTION) -> str:
@@ -780,8 +744,7 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
                          "--max-new-tokens or filter the dataset")
     return ids
 
-# -----------------------------------------------------------------------------
-# Models and precision
+# ---- Models and precision ------------------------------------------------------------------------
 # On CUDA the policy keeps fp32 master weights and AdamW state and computes in bf16 (autocast): an
 # AdamW step at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8. Sampling uses
 # a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
@@ -838,12 +801,10 @@ def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None
     warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
 
-# -----------------------------------------------------------------------------
-# Checkpoints
-# Hugging Face folders (model and tokenizer, loadable by AutoModelForCausalLM and vLLM; fp32 master
-# weights) plus trainer_state.pt (optimizer, scheduler, step, data position, RNG states), so a
-# resumed run continues exactly. Written to a temporary folder and renamed into place: a crash
-# mid-save never corrupts the newest checkpoint.
+# ---- Checkpoints ---------------------------------------------------------------------------------
+# Hugging Face folders (fp32 weights and tokenizer, loadable by AutoModelForCausalLM and vLLM) plus
+# trainer_state.pt (optimizer, scheduler, step, data position, RNGs): a resumed run continues exactly.
+# Written to a temporary folder, then renamed: a crash mid-save never corrupts the newest checkpoint.
 
 def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
@@ -902,6 +863,7 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 
 def trim_jsonl(path: Path, max_step: int) -> None:
@@ -925,8 +887,7 @@ def prepare_output_dir(path: str) -> Path:
         raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
 
-# -----------------------------------------------------------------------------
-# CLI
+# ---- CLI -----------------------------------------------------------------------------------------
 # One flag per Config field, generated from the dataclass so names, types and defaults never drift.
 # Bad input raises UsageError before any model loads where it can; main() prints it on one line.
 
