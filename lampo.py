@@ -52,7 +52,7 @@ from pathlib import Path
 import datasets
 import math_verify
 import torch
-from rouge_score.tokenize import tokenize as rouge_tokenize
+from rouge_score.tokenize import tokenize as rouge_tokenize   # rouge-score's tokenizer, without nltk
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -127,7 +127,6 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
 
 BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _BOX_ARGUMENT = re.compile(r"\s*\{|\s+([^\s${}]+)")  # \boxed{...} or \boxed 5
-_BRACE = re.compile(r"[{}]")
 _ANSWER_PHRASE = re.compile(r"\banswer\**\s*(?:is\b|:)[\s*:]*", re.IGNORECASE)
 
 def extract_answer(text: str) -> str | None:
@@ -140,7 +139,12 @@ def extract_answer(text: str) -> str | None:
     if BOX_COMMAND.search(final):
         return last_boxed(final)
     phrases = list(_ANSWER_PHRASE.finditer(final))
-    return _phrase_answer(final[phrases[-1].end():]) if phrases else None
+    if not phrases:
+        return None
+    line = final[phrases[-1].end():].partition("\n")[0]    # no box: the line's rest, to the sentence's end
+    inline = re.match(r"\$+([^$]+)\$", line)
+    answer = inline[1] if inline else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    return answer.strip(" $*.") or None
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or \\boxed 5) in text; None if none or cut off."""
@@ -151,18 +155,11 @@ def last_boxed(text: str) -> str | None:
     if arg[1]:
         return arg[1]  # \boxed 5
     depth = 0
-    for brace in _BRACE.finditer(text, arg.end() - 1):
+    for brace in re.compile(r"[{}]").finditer(text, arg.end() - 1):
         depth += 1 if brace[0] == "{" else -1
         if depth == 0:
             return text[arg.end():brace.start()].strip() or None
     return None  # the response ended inside the box: no answer, not a partial one
-
-def _phrase_answer(rest: str) -> str | None:
-    """Fallback for unboxed answers: the rest of the line, up to the end of the sentence."""
-    line = rest.partition("\n")[0]
-    inline = re.match(r"\$+([^$]+)\$", line)
-    answer = inline[1] if inline else re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
-    return answer.strip(" $*.") or None
 
 # Notations math-verify misses, rewritten as LaTeX it reads, value kept. Decimals become exact
 # fractions, so a decimal equals only the value it spells out: math-verify rounds floats to 6
@@ -172,12 +169,6 @@ _REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d+)\}")  # 0.1\overline{6}
 _DECIMAL = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d*)\.(\d+)")  # 1,234.5 and .5
 _CHOICE = re.compile(r"^([A-J])\)$")  # C), an option as multiple-choice prompts list it
 MAX_ANSWER_CHARS = 500  # an answer is short: a longer one is a ramble, refused before parsing
-
-def _readable_latex(answer: str) -> str:
-    s = answer.strip().rstrip(".").replace("°", "^{\\circ}")
-    s = _CHOICE.sub(r"\1", _THOUSANDS.sub("", s))
-    s = _REPEATING.sub(_repeating_fraction, s)
-    return _DECIMAL.sub(_decimal_fraction, s)
 
 def _repeating_fraction(m: re.Match) -> str:
     """a.b\\overline{c} = (abc - ab) / (99..9 00..0), with len(c) nines and len(b) zeros."""
@@ -190,8 +181,12 @@ def _decimal_fraction(m: re.Match) -> str:
     return f"\\frac{{{digits}}}{{1{'0' * len(m[2])}}}"
 
 def _parsed(answer: str, timeout: int | None) -> list:
-    box = "\\boxed{" + _readable_latex(answer) + "}"
-    return math_verify.parse(box, [math_verify.LatexExtractionConfig()], parsing_timeout=timeout)
+    """math-verify's reading of an answer, after the rewrites above."""
+    s = answer.strip().rstrip(".").replace("°", "^{\\circ}")
+    s = _CHOICE.sub(r"\1", _THOUSANDS.sub("", s))
+    s = _DECIMAL.sub(_decimal_fraction, _REPEATING.sub(_repeating_fraction, s))   # repeating ones first
+    config = [math_verify.LatexExtractionConfig()]
+    return math_verify.parse("\\boxed{" + s + "}", config, parsing_timeout=timeout)
 
 def is_equiv(pred: str | None, gold: str) -> bool:
     """True when the predicted answer has the same value as the gold answer."""
@@ -215,8 +210,7 @@ def lcs_length(a: list[str], b: list[str]) -> int:
     masks = {}  # token -> bitmask of its positions in b
     for i, tok in enumerate(b):
         masks[tok] = masks.get(tok, 0) | (1 << i)
-    full = (1 << len(b)) - 1
-    v = full
+    v = full = (1 << len(b)) - 1
     for tok in a:
         if tok in masks:  # a token absent from b leaves v unchanged
             u = v & masks[tok]
@@ -224,14 +218,9 @@ def lcs_length(a: list[str], b: list[str]) -> int:
     return len(b) - v.bit_count()
 
 def rouge_l_f1(response: str, reference: str) -> float:
-    # rouge-score's default tokenizer (lowercase [a-z0-9]+ runs, no stemmer), from the module
-    # that does not pull in nltk.
     pred, target = rouge_tokenize(response, None), rouge_tokenize(reference, None)
-    lcs = lcs_length(pred, target) if pred and target else 0
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(pred), lcs / len(target)
-    return 2 * precision * recall / (precision + recall)  # as rouge_score.scoring.fmeasure
+    # F1 = 2PR / (P + R) with precision P = lcs / |pred| and recall R = lcs / |target|, simplified
+    return 2 * lcs_length(pred, target) / max(1, len(pred) + len(target))
 
 # ---- Advantage -----------------------------------------------------------------------------------
 # How hard to push each response of a group. Every tensor here is [B, G] (B prompts, G responses
@@ -330,8 +319,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     """Loss and weighted diagnostics. logp, old_logp, ref_logp, weights: [b, T]; advantages: [b]."""
     adv = advantages[:, None]
     ratio = torch.exp(logp - old_logp)
-    clipped_ratio = ratio.clamp(1 - clip_low, 1 + clip_high)
-    per_token = -torch.min(ratio * adv, clipped_ratio * adv)
+    per_token = -torch.min(ratio * adv, ratio.clamp(1 - clip_low, 1 + clip_high) * adv)
     clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))
     stats = {"clip_frac": (weights * clipped).sum().item()}
     if ref_logp is not None and kl_coef > 0:
@@ -371,7 +359,6 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
                   cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> dict:
     policy.train()
     mask = batch.response_mask.to(device)                               # [N, T]
-    lengths = mask.sum(1)                                               # [N]
     totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
     finite_updates, plan = [], update_plan(batch, cfg)
     for k, (mini, micros) in enumerate(plan):
@@ -381,7 +368,7 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
             ids, attn, t = micro_batch(batch, rows, device)
             # Rebuilt for every backward pass: with lambda-GRPO the weights carry the exponent's gradient.
             f = None if preference_exponent is None else length_preference(
-                lengths.view(-1, cfg.group_size), preference_exponent, cfg.lambda_r).flatten()[mini]
+                mask.sum(1).view(-1, cfg.group_size), preference_exponent, cfg.lambda_r).flatten()[mini]
             weights = torch.zeros_like(mask).index_put((mini,), token_weights(mask[mini], cfg.loss_agg, f))
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
@@ -521,15 +508,14 @@ class Rollouts:
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
     """The step's rollouts; old_logp starts as the sampler's log-probs."""
-    W, T = max(map(len, prompt_ids)), max(map(len, responses))
-    ids, attn, resp, logp = [], [], [], []
-    for p, r, lp in zip(prompt_ids, responses, logprobs):
-        ids.append([pad_id] * (W - len(p)) + p + r + [pad_id] * (T - len(r)))
-        attn.append([0] * (W - len(p)) + [1] * (len(p) + len(r)) + [0] * (T - len(r)))
-        resp.append([1.0] * len(r) + [0.0] * (T - len(r)))
-        logp.append(lp + [0.0] * (T - len(r)))
-    logp = torch.tensor(logp)
-    return Rollouts(torch.tensor(ids), torch.tensor(attn), torch.tensor(resp), old_logp=logp,
+    prompts, prompt_mask = left_pad(prompt_ids, pad_id)                        # [N, W]
+    T = max(map(len, responses))
+    def right_pad(rows: list[list], value) -> torch.Tensor:                    # [N, T]
+        return torch.tensor([row + [value] * (T - len(row)) for row in rows])
+    response_mask = right_pad([[1] * len(r) for r in responses], 0)
+    logp = right_pad(logprobs, 0.0)
+    return Rollouts(torch.cat([prompts, right_pad(responses, pad_id)], 1),
+                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), old_logp=logp,
                     sampler_logp=logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -610,10 +596,9 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 batch.old_logp = rollout_logprobs(policy, batch, cfg, device)
             ref_logp = rollout_logprobs(ref, batch, cfg, device) if ref is not None else None
             t3 = time.perf_counter()
-            grouped = (cfg.prompts_per_step, cfg.group_size)
-            rewards = torch.tensor([v["reward"] for v in verdicts]).view(grouped)
+            rewards = torch.tensor([v["reward"] for v in verdicts]).view(-1, cfg.group_size)
             lengths = batch.response_mask.sum(1)
-            scores = (batch.old_logp.sum(1) / lengths).view(grouped)                   # s_i
+            scores = (batch.old_logp.sum(1) / lengths).view(-1, cfg.group_size)       # s_i
             advantages = ADVANTAGES[cfg.advantage](rewards, scores, cfg).flatten()     # [N]
             stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, device,
                                   exponent)
@@ -787,8 +772,6 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     sampler = load_model(start_from, device, frozen_dtype) if device.type == "cuda" else policy
     ref = load_model(cfg.model, device, frozen_dtype) if cfg.kl_coef > 0 else None  # always the initial model
-    for frozen in (m for m in (sampler, ref) if m is not None and m is not policy):
-        frozen.eval().requires_grad_(False)
     return tokenizer, policy, sampler, ref
 
 def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
@@ -895,7 +878,6 @@ class UsageError(Exception):
     """Bad input: main() prints the message on one line and exits with code 2."""
 
 def in_interval(value: float, interval: str) -> bool:
-    """value in an interval written as "(0, 1]" or "[1, inf)"."""
     low, high = (float(x) for x in interval[1:-1].split(","))
     above = low < value if interval[0] == "(" else low <= value
     return above and (value < high if interval[-1] == ")" else value <= high)
@@ -925,12 +907,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     for f in fields(Config):
         flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
         help += f" (valid: {f.metadata['within']})" if f.metadata["within"] else ""
-        if f.type is bool:
-            action = "store_true" if f.default is False else argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=f.default, help=help)
+        if f.type is bool:                     # --resume alone; --thinking and --no-thinking
+            kind = {"action": "store_true" if f.default is False else argparse.BooleanOptionalAction}
         else:
-            kind = {int: int, float: float}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help)
+            kind = {"type": {int: int, float: float}.get(f.type, str), "choices": choices}
+        parser.add_argument(flag, default=f.default, help=help, **kind)
     return Config(**vars(parser.parse_args(argv)))
 
 def main(argv: list[str] | None = None) -> None:
@@ -945,7 +926,6 @@ def main(argv: list[str] | None = None) -> None:
                          KeyboardInterrupt: (f"interrupted: {resume}", 130)}[type(e)]
         print(message, file=sys.stderr)
         sys.exit(code)
-
 
 if __name__ == "__main__":
     main()
