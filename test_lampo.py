@@ -780,6 +780,16 @@ def test_sampled_ids_are_trained_on_verbatim(model, tokenizer):
         assert all(t not in end_ids for t in response[:-1])       # cut at the first end token
 
 
+def test_decoding_stops_once_every_row_has_ended(model, tokenizer):
+    """Half the vocabulary ends a response here, so every row ends within a few tokens: the loop must
+    stop there instead of running max_new_tokens forward passes of padding."""
+    sampling = lampo.Sampling(64, 1.0, 1.0, tuple(range(0, 256, 2)), tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    tokens, _ = lampo.sample_chunk(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
+    assert tokens.shape[1] < 64
+    assert all(any(t in sampling.end_ids for t in row) for row in tokens.tolist())
+
+
 def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypatch):
     """The log-probs kept while decoding (one prefill per distinct prompt, KV cache, left padding,
     several chunks) are the ones token_logprobs recomputes on the packed batch: pi_old is right."""
@@ -1330,6 +1340,21 @@ def test_resume_drops_a_half_written_log_line(tiny_model, math_jsonl, tmp_path):
         assert rows[:len(before)] == before
         per_step = len(before) // 2
         assert [r["step"] for r in rows] == [1] * per_step + [2] * per_step + [3] * per_step, name
+
+
+def test_a_lambda_grpo_resume_continues_its_learned_exponent(tiny_model, math_jsonl, tmp_path, monkeypatch):
+    """lambda-GRPO's exponent is trained state: a run split by a resume logs the same exponent at
+    every step as one that never stopped. Half the vocabulary ends a response, so lengths differ
+    within a group and the exponent gets a gradient."""
+    monkeypatch.setattr(lampo, "end_token_ids", lambda model, tokenizer: tuple(range(0, 256, 2)))
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path / "full", steps=4, loss_agg="lambda", lambda_lr=0.1,
+                      save_every=2, log_samples_every=0)
+    full = [r["preference_exponent"] for r in lampo.train(cfg)]
+    split = dataclasses.replace(cfg, output_dir=str(tmp_path / "split"))
+    lampo.train(dataclasses.replace(split, steps=2))
+    resumed = [r["preference_exponent"] for r in lampo.train(dataclasses.replace(split, resume=True))]
+    assert abs(full[1]) > 1e-3 and full[1] != full[3]
+    assert resumed == pytest.approx(full[2:], rel=1e-6)
 
 
 # -----------------------------------------------------------------------------
