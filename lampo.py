@@ -55,10 +55,8 @@ import torch
 from rouge_score.tokenize import tokenize as rouge_tokenize   # rouge-score's tokenizer, without nltk
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.cache_utils import Cache, StaticLayer
-from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM, AutoTokenizer, Cache, StaticLayer
+from transformers import TopKLogitsWarper, TopPLogitsWarper, logging as hf_logging
 
 # ---- Config --------------------------------------------------------------------------------------
 # Every knob of a run with its default, help text and valid range side by side. The CLI is
@@ -457,8 +455,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), cache=cache,
                 use_cache=True, logits_to_keep=1)
     prefill_row = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N]
-    for layer in cache.layers:                 # each distinct prompt's keys and values, copied to its rows
-        layer.keys, layer.values = layer.keys[prefill_row], layer.values[prefill_row]
+    cache.reorder_cache(prefill_row)           # each distinct prompt's keys and values, copied to its rows
     logits, position = out.logits[prefill_row, -1], position[prefill_row, -1:]
     mask = torch.cat([mask[prefill_row], mask.new_zeros(len(prefill_row), s.max_new_tokens)], 1)
     end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
@@ -663,7 +660,6 @@ def request_stop(stop_requested: list) -> None:
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 def load_table(source: str, split: str = "train", config: str | None = None):
-    """A datasets.Dataset from a local .jsonl/.json/.parquet/.csv file or a hub dataset id."""
     path = Path(source).expanduser()
     if path.suffix in LOCAL_FORMATS or path.exists():
         if not path.is_file():
@@ -808,9 +804,8 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
     started = json.loads((out / "config.json").read_text())
     for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
         if started[flag] != getattr(cfg, flag):
-            option = "--" + flag.replace("_", "-")
-            raise UsageError(f"--resume: this run started from {option} {started[flag]}; pass the same "
-                             f"{option}")
+            opt = "--" + flag.replace("_", "-")
+            raise UsageError(f"--resume: this run started from {opt} {started[flag]}; pass the same {opt}")
     if not (saved[-1] / "trainer_state.pt").is_file():
         raise UsageError(f"--resume: {saved[-1]} has no trainer_state.pt: it is not a checkpoint lampo wrote")
     return saved[-1]
