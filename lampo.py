@@ -197,9 +197,9 @@ def is_equiv(pred: str | None, gold: str) -> bool:
     return math_verify.verify(_parsed(gold, timeout), _parsed(pred, timeout), timeout_seconds=timeout)
 
 # ---- ROUGE-L -------------------------------------------------------------------------------------
-# The F1 of the longest common subsequence (LCS) of the response's and the reference's words: equal to
-# rouge-score's RougeScorer(["rougeL"]) (same tokenizer), but bit-parallel, one big-int operation per
-# word instead of its O(n*m) pure-Python double loop, too slow for a reward on long reasoning traces.
+# The F1 of the longest common subsequence (LCS) of the response's and the reference's words, as
+# rouge-score's RougeScorer(["rougeL"]) gives it (same tokenizer; equal to float rounding), but found
+# bit-parallel, one big-int operation per word, not by its O(n*m) double loop, too slow for long traces.
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
