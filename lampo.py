@@ -563,15 +563,18 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     check_output_layer(policy, examples[0]["prompt_ids"])
     if device.type == "cpu":
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
-    log(f"{len(examples)} training problems from {cfg.dataset}" + (f" ({dropped} rows dropped: no gold "
-                                                                    "answer)" if dropped else ""))
+    log(f"{len(examples)} training problems from {cfg.dataset} ({dropped} rows dropped: no gold answer)")
     step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
     for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
         trim_jsonl(out / name, step)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
-    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: request_stop(stop_requested))
+    def request_stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop_requested.append(True)
+        log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
     history, bad_updates_in_a_row = [], 0
     bar = tqdm(total=cfg.steps, initial=step, desc="lampo", unit="step", dynamic_ncols=True)
     try:
@@ -644,12 +647,6 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
         bar.close()
         signal.signal(signal.SIGINT, previous_handler)
     return history
-
-def request_stop(stop_requested: list) -> None:
-    if stop_requested:
-        raise KeyboardInterrupt
-    stop_requested.append(True)
-    log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
 
 # ---- Data and prompts ----------------------------------------------------------------------------
 # Problems from the hub or a local file. Each example keeps the problem, the gold answer (its column,
@@ -799,15 +796,14 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         return None
     if not saved:
         raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
-    if not (out / "config.json").is_file():
-        raise UsageError(f"--resume: {out} has no config.json, so no lampo run to resume: check --output-dir")
+    if not ((out / "config.json").is_file() and (saved[-1] / "trainer_state.pt").is_file()):
+        raise UsageError(f"--resume: {out} holds no lampo run to resume (that needs its config.json, and "
+                         f"trainer_state.pt in {saved[-1].name}): check --output-dir")
     started = json.loads((out / "config.json").read_text())
     for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
         if started[flag] != getattr(cfg, flag):
             opt = "--" + flag.replace("_", "-")
             raise UsageError(f"--resume: this run started from {opt} {started[flag]}; pass the same {opt}")
-    if not (saved[-1] / "trainer_state.pt").is_file():
-        raise UsageError(f"--resume: {saved[-1]} has no trainer_state.pt: it is not a checkpoint lampo wrote")
     return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
@@ -847,9 +843,8 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
 def trim_jsonl(path: Path, max_step: int) -> None:
     """Keep the rows up to the resumed checkpoint's step, without a crash's half-written last line."""
     lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    rows = [row for row in map(json.loads, filter(lambda line: line.endswith("\n"), lines))
-            if row["step"] <= max_step]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    kept = [line for line in lines if line.endswith("\n") and json.loads(line)["step"] <= max_step]
+    path.write_text("".join(kept))
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("a") as f:

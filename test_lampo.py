@@ -1169,6 +1169,24 @@ def test_ctrl_c_finishes_the_step_and_saves(tiny_model, math_jsonl, tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
 
 
+def test_a_second_ctrl_c_quits_at_once_and_the_old_handler_returns(tiny_model, math_jsonl, tmp_path):
+    calls = []
+
+    def twice_interrupting_reward(response, example):
+        calls.append(1)
+        if len(calls) in (8 + 1, 8 + 2):                          # twice during step 2's scoring
+            signal.raise_signal(signal.SIGINT)
+        return reward(response, example)
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=5, save_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        lampo.train(cfg, reward_fn=twice_interrupting_reward)
+    assert len(calls) == 8 + 2                                    # the second one did not wait for the step
+    assert lampo.checkpoints(tmp_path) == []
+    assert signal.getsignal(signal.SIGINT) is handler_before
+
+
 def test_nan_updates_are_skipped_then_stop_the_run_after_saving(tiny_model, math_jsonl, tmp_path):
     cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=5, save_every=100, mini_batches=1)
     nan_reward = lambda response, example: {"reward": float("nan"), "correct": 0.0, "rouge": 0.0}
@@ -1279,15 +1297,22 @@ class RunsCodeWhenUnpickled:
 
 
 def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
-    """Another --loss-agg changes the optimizer's shape, and a checkpoint without trainer_state.pt
-    has no optimizer: each is one line and exit 2, not a traceback."""
+    """Another --loss-agg changes the optimizer's shape, a run without config.json is not lampo's, and a
+    checkpoint without trainer_state.pt has no optimizer: each is one line and exit 2, not a traceback."""
     lampo.main(with_arg(good_args, "--save-every", "1"))
     capsys.readouterr()
     err = run_main_expecting_error(capsys, with_arg(good_args, "--loss-agg", "lambda") + ["--resume"])
     assert "this run started from --loss-agg token-mean; pass the same --loss-agg" in err and "\n" not in err, err
+    config = tmp_path / "out/config.json"
+    started = config.read_text()
+    config.unlink()
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
+    assert "holds no lampo run to resume" in err and "\n" not in err, err
+    config.write_text(started)
     (tmp_path / "out/checkpoint-1/trainer_state.pt").unlink()
     err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
-    assert "has no trainer_state.pt" in err and "\n" not in err, err
+    assert "holds no lampo run to resume" in err and "trainer_state.pt in checkpoint-1" in err, err
+    assert "\n" not in err, err
 
 
 def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
