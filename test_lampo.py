@@ -1178,13 +1178,19 @@ def test_a_second_ctrl_c_quits_at_once_and_the_old_handler_returns(tiny_model, m
             signal.raise_signal(signal.SIGINT)
         return reward(response, example)
 
-    handler_before = signal.getsignal(signal.SIGINT)
-    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=5, save_every=100)
-    with pytest.raises(KeyboardInterrupt):
-        lampo.train(cfg, reward_fn=twice_interrupting_reward)
-    assert len(calls) == 8 + 2                                    # the second one did not wait for the step
-    assert lampo.checkpoints(tmp_path) == []
-    assert signal.getsignal(signal.SIGINT) is handler_before
+    def callers_handler(signum, frame):
+        raise KeyboardInterrupt
+
+    original = signal.signal(signal.SIGINT, callers_handler)
+    try:
+        cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=5, save_every=100)
+        with pytest.raises(KeyboardInterrupt):
+            lampo.train(cfg, reward_fn=twice_interrupting_reward)
+        assert len(calls) == 8 + 2                                # the second one did not wait for the step
+        assert lampo.checkpoints(tmp_path) == []
+        assert signal.getsignal(signal.SIGINT) is callers_handler
+    finally:
+        signal.signal(signal.SIGINT, original)
 
 
 def test_nan_updates_are_skipped_then_stop_the_run_after_saving(tiny_model, math_jsonl, tmp_path):
