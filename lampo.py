@@ -419,11 +419,6 @@ def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
     return ids, mask
 
-def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
-    """The response up to and including its first end token, and whether it was truncated instead."""
-    ends = [t for t, token in enumerate(tokens) if token in end_ids]
-    return (tokens[:ends[0] + 1], False) if ends else (tokens, True)
-
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
     logp = TopKLogitsWarper(top_k)(None, logp) if top_k > 0 else logp
@@ -443,8 +438,8 @@ class FilledKVLayer(StaticLayer):
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
+def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, ...]:
+    """Sampled ids and their log-probs, [N, max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
     ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
@@ -460,6 +455,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     mask = torch.cat([mask[prefill_row], mask.new_zeros(len(prefill_row), s.max_new_tokens)], 1)
     end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
     ended = torch.zeros(len(prefill_row), dtype=torch.bool, device=device)
+    lengths = torch.zeros(len(prefill_row), dtype=torch.long, device=device)   # through the first end token
     tokens, logprobs = [], []
     for t in range(s.max_new_tokens):
         if t > 0:                                        # token 0's logits came from the prefill
@@ -470,23 +466,23 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
         token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
         tokens.append(token)
         logprobs.append(logp.gather(-1, token))
+        lengths += ~ended
         ended |= torch.isin(token[:, 0], end_ids)
         if ended.all():
             break
-    return torch.cat(tokens, 1), torch.cat(logprobs, 1)
+    return torch.cat(tokens, 1), torch.cat(logprobs, 1), lengths
 
 def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     """Per prompt row: the response's ids as sampled, their log-probs, and whether it was cut off."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
-    responses, logprobs, truncated = [], [], []
+    responses, logprobs = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp = sample_chunk(model, prompt_ids[start:start + batch_size], s)
-        for row, row_logp in zip(tokens.tolist(), logp.tolist()):
-            response, cut = cut_at_end(row, s.end_ids)
-            responses.append(response)
-            logprobs.append(row_logp[:len(response)])
-            truncated.append(cut)
+        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], s)
+        for row, row_logp, n in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
+            responses.append(row[:n])
+            logprobs.append(row_logp[:n])
+    truncated = [response[-1] not in s.end_ids for response in responses]     # no end token: cut off
     return responses, logprobs, truncated
 
 # ---- Rollout batch -------------------------------------------------------------------------------
