@@ -412,12 +412,10 @@ def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = set(ids if isinstance(ids, list) else [ids]) | {tokenizer.eos_token_id}
     return tuple(sorted(ids - {None}))
 
-def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_ids and attention_mask, [N, max_len], padded on the left."""
-    width = max(map(len, prompt_ids))
-    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
-    return ids, mask
+def padded(rows: list, value: float, side: str) -> torch.Tensor:
+    """The rows (lists or tuples) as one [len(rows), longest] tensor, filled with value on that side."""
+    return torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in rows], batch_first=True,
+                                           padding_value=value, padding_side=side)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
@@ -442,7 +440,8 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     """Sampled ids and their log-probs, [N, max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
-    ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
+    ids = padded(distinct, s.pad_id, "left").to(device)
+    mask = padded([[1] * len(p) for p in distinct], 0, "left").to(device)
     width = ids.shape[1]
     layers = model.config.num_hidden_layers
     cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(layers)])
@@ -501,13 +500,11 @@ class Rollouts:
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
     """The step's rollouts; old_logp starts as the sampler's log-probs."""
-    prompts, prompt_mask = left_pad(prompt_ids, pad_id)                        # [N, W]
-    T = max(map(len, responses))
-    def right_pad(rows: list[list], value) -> torch.Tensor:                    # [N, T]
-        return torch.tensor([row + [value] * (T - len(row)) for row in rows])
-    response_mask = right_pad([[1] * len(r) for r in responses], 0)
-    logp = right_pad(logprobs, 0.0)
-    return Rollouts(torch.cat([prompts, right_pad(responses, pad_id)], 1),
+    prompts = padded(prompt_ids, pad_id, "left")                               # [N, W]
+    prompt_mask = padded([[1] * len(p) for p in prompt_ids], 0, "left")
+    response_mask = padded([[1] * len(r) for r in responses], 0, "right")      # [N, T]
+    logp = padded(logprobs, 0.0, "right")
+    return Rollouts(torch.cat([prompts, padded(responses, pad_id, "right")], 1),
                     torch.cat([prompt_mask, response_mask], 1), response_mask.float(), old_logp=logp,
                     sampler_logp=logp)
 
