@@ -505,8 +505,7 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
     response_mask = padded([[1] * len(r) for r in responses], 0, "right")      # [N, T]
     logp = padded(logprobs, 0.0, "right")
     return Rollouts(torch.cat([prompts, padded(responses, pad_id, "right")], 1),
-                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), old_logp=logp,
-                    sampler_logp=logp)
+                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), logp, logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
