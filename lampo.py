@@ -412,17 +412,10 @@ def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = set(ids if isinstance(ids, list) else [ids]) | {tokenizer.eos_token_id}
     return tuple(sorted(ids - {None}))
 
-def left_pad(prompt_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_ids and attention_mask, [N, max_len], padded on the left."""
-    width = max(map(len, prompt_ids))
-    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
-    return ids, mask
-
-def cut_at_end(tokens: list[int], end_ids: tuple[int, ...]) -> tuple[list[int], bool]:
-    """The response up to and including its first end token, and whether it was truncated instead."""
-    ends = [t for t, token in enumerate(tokens) if token in end_ids]
-    return (tokens[:ends[0] + 1], False) if ends else (tokens, True)
+def padded(rows: list, value: float, side: str) -> torch.Tensor:
+    """The rows (lists or tuples) as one [len(rows), longest] tensor, filled with value on that side."""
+    return torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in rows], batch_first=True,
+                                           padding_value=value, padding_side=side)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
@@ -443,11 +436,12 @@ class FilledKVLayer(StaticLayer):
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled token ids and their log-probs, both [N, max_new_tokens] (junk after a row's end token)."""
+def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, ...]:
+    """Sampled ids and their log-probs, [N, max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
-    ids, mask = (t.to(device) for t in left_pad([list(p) for p in distinct], s.pad_id))
+    ids = padded(distinct, s.pad_id, "left").to(device)
+    mask = padded([[1] * len(p) for p in distinct], 0, "left").to(device)
     width = ids.shape[1]
     layers = model.config.num_hidden_layers
     cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(layers)])
@@ -460,6 +454,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     mask = torch.cat([mask[prefill_row], mask.new_zeros(len(prefill_row), s.max_new_tokens)], 1)
     end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
     ended = torch.zeros(len(prefill_row), dtype=torch.bool, device=device)
+    lengths = torch.zeros(len(prefill_row), dtype=torch.long, device=device)   # through the first end token
     tokens, logprobs = [], []
     for t in range(s.max_new_tokens):
         if t > 0:                                        # token 0's logits came from the prefill
@@ -470,23 +465,23 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
         token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
         tokens.append(token)
         logprobs.append(logp.gather(-1, token))
+        lengths += ~ended
         ended |= torch.isin(token[:, 0], end_ids)
         if ended.all():
             break
-    return torch.cat(tokens, 1), torch.cat(logprobs, 1)
+    return torch.cat(tokens, 1), torch.cat(logprobs, 1), lengths
 
 def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     """Per prompt row: the response's ids as sampled, their log-probs, and whether it was cut off."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
-    responses, logprobs, truncated = [], [], []
+    responses, logprobs = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp = sample_chunk(model, prompt_ids[start:start + batch_size], s)
-        for row, row_logp in zip(tokens.tolist(), logp.tolist()):
-            response, cut = cut_at_end(row, s.end_ids)
-            responses.append(response)
-            logprobs.append(row_logp[:len(response)])
-            truncated.append(cut)
+        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], s)
+        for row, row_logp, n in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
+            responses.append(row[:n])
+            logprobs.append(row_logp[:n])
+    truncated = [response[-1] not in s.end_ids for response in responses]     # no end token: cut off
     return responses, logprobs, truncated
 
 # ---- Rollout batch -------------------------------------------------------------------------------
@@ -505,15 +500,12 @@ class Rollouts:
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
     """The step's rollouts; old_logp starts as the sampler's log-probs."""
-    prompts, prompt_mask = left_pad(prompt_ids, pad_id)                        # [N, W]
-    T = max(map(len, responses))
-    def right_pad(rows: list[list], value) -> torch.Tensor:                    # [N, T]
-        return torch.tensor([row + [value] * (T - len(row)) for row in rows])
-    response_mask = right_pad([[1] * len(r) for r in responses], 0)
-    logp = right_pad(logprobs, 0.0)
-    return Rollouts(torch.cat([prompts, right_pad(responses, pad_id)], 1),
-                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), old_logp=logp,
-                    sampler_logp=logp)
+    prompts = padded(prompt_ids, pad_id, "left")                               # [N, W]
+    prompt_mask = padded([[1] * len(p) for p in prompt_ids], 0, "left")
+    response_mask = padded([[1] * len(r) for r in responses], 0, "right")      # [N, T]
+    logp = padded(logprobs, 0.0, "right")
+    return Rollouts(torch.cat([prompts, padded(responses, pad_id, "right")], 1),
+                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), logp, logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""

@@ -743,7 +743,7 @@ def test_token_logprobs_match_naive_with_left_padding(model, monkeypatch):
     monkeypatch.setattr(lampo, "LOGIT_CHUNK_TOKENS", 10)      # several logit chunks per row
     rng = random.Random(0)
     seqs = [[rng.randrange(256) for _ in range(n)] for n in (23, 9, 17)]
-    ids, mask = lampo.left_pad(seqs, pad_id=256)
+    ids, mask = lampo.padded(seqs, 256, "left"), lampo.padded([[1] * len(s) for s in seqs], 0, "left")
     n = 8
     with torch.no_grad():
         got = token_logprobs(model, ids, mask, n, temperature=0.7)
@@ -751,12 +751,23 @@ def test_token_logprobs_match_naive_with_left_padding(model, monkeypatch):
         torch.testing.assert_close(row, naive_logprobs(model, seq, 0.7)[-n:], atol=1e-5, rtol=1e-5)
 
 
-def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(tokenizer):
+def scripted_responses(model, monkeypatch, rows, end_ids, pad_id):
+    """sample_responses, one chunk, where torch.multinomial draws these rows' tokens column by column
+    (the model still gives the log-probs): what the decode loop makes of a known draw."""
+    columns = iter(torch.tensor(rows).T[:, :, None])
+    monkeypatch.setattr(torch, "multinomial", lambda probs, num_samples: next(columns))
+    sampling = lampo.Sampling(len(rows[0]), 1.0, 1.0, end_ids, pad_id)
+    return lampo.sample_responses(model, [[1, 2]] * len(rows), sampling, batch_size=len(rows))
+
+
+def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(model, tokenizer, monkeypatch):
     im_end, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
-    assert pad in (ends := [im_end, pad])                      # Qwen3-like: pad is an end token
-    assert lampo.cut_at_end([5, 6, pad, pad, pad], ends) == ([5, 6, pad], False)
-    assert lampo.cut_at_end([5, im_end, pad, pad], ends) == ([5, im_end], False)
-    assert lampo.cut_at_end([5, 6, 7], ends) == ([5, 6, 7], True)
+    assert pad in (ends := (im_end, pad))                      # Qwen3-like: pad is an end token
+    drawn = [[5, 6, pad, pad, pad], [5, im_end, pad, pad, 9], [5, 6, 7, 8, 9]]
+    responses, logprobs, truncated = scripted_responses(model, monkeypatch, drawn, ends, pad)
+    assert responses == [[5, 6, pad], [5, im_end], [5, 6, 7, 8, 9]]
+    assert truncated == [False, False, True]
+    assert list(map(len, logprobs)) == [3, 2, 5]
     batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], [[-1.0, -2.0, -3.0], [-4.0]], pad_id=pad)
     # the end token is trained on (mask 1) although its id equals the padding after it
     assert batch.response_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -785,9 +796,11 @@ def test_decoding_stops_once_every_row_has_ended(model, tokenizer):
     stop there instead of running max_new_tokens forward passes of padding."""
     sampling = lampo.Sampling(64, 1.0, 1.0, tuple(range(0, 256, 2)), tokenizer.pad_token_id)
     torch.manual_seed(0)
-    tokens, _ = lampo.sample_chunk(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
+    tokens, _, lengths = lampo.sample_chunk(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
     assert tokens.shape[1] < 64
     assert all(any(t in sampling.end_ids for t in row) for row in tokens.tolist())
+    for row, n in zip(tokens.tolist(), lengths.tolist()):      # each row's length runs to its first end token
+        assert row[n - 1] in sampling.end_ids and not set(row[:n - 1]) & set(sampling.end_ids)
 
 
 def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypatch):
@@ -2006,11 +2019,14 @@ def test_real_qwen3_end_ids_are_im_end_and_endoftext(qwen3_model, qwen3_tokenize
     assert qwen3_tokenizer.pad_token_id == QWEN3_ENDOFTEXT
 
 
-def test_real_qwen3_think_block_survives_decoding_and_its_draft_box_is_ignored(qwen3_tokenizer):
+def test_real_qwen3_think_block_survives_decoding_and_its_draft_box_is_ignored(qwen3_model, qwen3_tokenizer,
+                                                                              monkeypatch):
     text = "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2.<|im_end|>"
     ids = qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] + [QWEN3_ENDOFTEXT] * 3   # as sampled
     assert ids[0] == QWEN3_THINK and QWEN3_END_THINK in ids        # one token each, as the model emits them
-    response, truncated = lampo.cut_at_end(ids, (QWEN3_ENDOFTEXT, QWEN3_IM_END))
+    model = lampo.load_model(qwen3_model, torch.device("cpu"), torch.float32)
+    ends = (QWEN3_ENDOFTEXT, QWEN3_IM_END)
+    (response,), _, (truncated,) = scripted_responses(model, monkeypatch, [ids], ends, QWEN3_ENDOFTEXT)
     assert not truncated and response[-1] == QWEN3_IM_END
     (decoded,) = qwen3_tokenizer.batch_decode([response], skip_special_tokens=True)   # as lampo.py, eval.py
     assert decoded == "<think>\nA first guess: \\boxed{3}.\n</think>\n\nThe answer is 2."
