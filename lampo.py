@@ -354,7 +354,7 @@ def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tupl
     return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
 
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
-                  cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> dict:
+                  cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> tuple[dict, list]:
     policy.train()
     mask = batch.response_mask.to(device)                               # [N, T]
     totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
@@ -390,7 +390,7 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
         finite_updates.append(finite)
         totals["loss"] += loss_sum / len(plan)
         totals["grad_norm"] += grad_norm / len(plan)
-    return {**totals, "finite_updates": finite_updates}
+    return totals, finite_updates
 
 # ---- Sampling ------------------------------------------------------------------------------------
 # A plain decode loop: prefill each distinct prompt once and copy its KV cache to its G rows, then one
@@ -592,8 +592,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             lengths = batch.response_mask.sum(1)
             scores = (batch.old_logp.sum(1) / lengths).view(-1, cfg.group_size)       # s_i
             advantages = ADVANTAGES[cfg.advantage](rewards, scores, cfg).flatten()     # [N]
-            stats = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages, cfg, device,
-                                  exponent)
+            stats, finite_updates = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages,
+                                                  cfg, device, exponent)
             if sampler is not policy:
                 sampler.load_state_dict(policy.state_dict())
             step, data_position = step + 1, data_position + cfg.prompts_per_step
@@ -605,8 +605,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        "adv_abs_mean": advantages.abs().mean().item(),
                        "response_len_mean": lengths.mean().item(),
                        "truncated_frac": sum(truncated) / len(truncated),
-                       **{key: value for key, value in stats.items() if key != "finite_updates"},
-                       "skipped_updates": stats["finite_updates"].count(False),
+                       **stats, "skipped_updates": finite_updates.count(False),
                        "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
             if exponent is not None:
@@ -623,7 +622,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", acc=f"{metrics['accuracy']:.2f}",
                             len=f"{metrics['response_len_mean']:.0f}")
 
-            for finite in stats["finite_updates"]:
+            for finite in finite_updates:
                 bad_updates_in_a_row = 0 if finite else bad_updates_in_a_row + 1
             if metrics["skipped_updates"]:
                 log(f"step {step}: skipped {metrics['skipped_updates']} update(s): NaN/inf loss or gradient")
