@@ -294,9 +294,8 @@ def check_output_layer(model, input_ids: list[int]) -> None:
     hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
     logits = model(input_ids=ids, use_cache=False).logits
     if not torch.allclose(hidden @ model.get_output_embeddings().weight.T, logits, atol=1e-3):
-        raise UsageError(f"--model {model.name_or_path}: its output layer transforms the logits (scaled or "
-                         "soft-capped), and lampo's log-probs assume logits = hidden @ W.T: use a model "
-                         "without that (Qwen3, Llama, Mistral)")
+        raise UsageError(f"--model {model.name_or_path}: its output layer scales or soft-caps the logits, "
+                         "but lampo's log-probs need logits = hidden @ W.T: use a model like Qwen3 or Llama")
 
 # ---- Loss ----------------------------------------------------------------------------------------
 # PPO's clipped surrogate per token, plus beta times k3, Schulman's unbiased, never negative
