@@ -688,11 +688,10 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
                     "map yours with --prompt-field, --solution-field and --answer-field")
     examples = []
     for row in table:
-        gold = row[answer_col] if cfg.answer_field else last_boxed(row[cfg.solution_field] or "")
-        if gold is None or not str(gold).strip():
-            continue
-        examples.append({"problem": row[cfg.prompt_field], "answer": str(gold),
-                         "solution": row[cfg.solution_field] or ""})
+        solution = row[cfg.solution_field] or ""
+        gold = row[answer_col] if cfg.answer_field else last_boxed(solution)
+        if gold is not None and str(gold).strip():
+            examples.append({"problem": row[cfg.prompt_field], "answer": str(gold), "solution": solution})
     if not examples:
         where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
         hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"

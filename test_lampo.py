@@ -2297,3 +2297,28 @@ def test_cpu_demo_runs_the_cli_and_prints_a_row_per_step(tmp_path, capsys):
         ids = tokenizer(f"\\boxed{{{digit}}}", add_special_tokens=False)["input_ids"]
         assert len(ids) == 1
         assert reward(tokenizer.decode(ids), example)["correct"] == (digit == 7)
+
+
+# -----------------------------------------------------------------------------
+# Data: which rows become training examples
+
+def test_examples_take_the_gold_answer_from_its_column_or_the_solutions_last_box(tmp_path):
+    """A blank or missing gold drops the row (0 is an answer, not a blank); a missing solution is ""."""
+    texts = write_jsonl(tmp_path / "texts.jsonl", [
+        {"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
+        {"problem": "p2", "answer": "", "solution": "x"}, {"problem": "p3", "answer": " ", "solution": "x"},
+        {"problem": "p4", "answer": None, "solution": "x"},
+        {"problem": "p5", "answer": "5", "solution": None}])
+    examples, dropped = lampo.load_examples(Config(dataset=texts, answer_field="answer"))
+    assert (examples, dropped) == ([{"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
+                                    {"problem": "p5", "answer": "5", "solution": ""}], 3)
+    numbers = write_jsonl(tmp_path / "numbers.jsonl", [{"problem": f"p{i}", "answer": a, "solution": "x"}
+                                                        for i, a in enumerate([3, 0, None])])
+    examples, dropped = lampo.load_examples(Config(dataset=numbers, answer_field="answer"))
+    assert ([ex["answer"] for ex in examples], dropped) == (["3", "0"], 1)
+    boxed = write_jsonl(tmp_path / "boxed.jsonl", [
+        {"problem": "p1", "solution": "\\boxed{1}, then \\boxed{2}"}, {"problem": "p2", "solution": "no box"},
+        {"problem": "p3", "solution": None}])
+    examples, dropped = lampo.load_examples(Config(dataset=boxed))
+    assert dropped == 2
+    assert examples == [{"problem": "p1", "answer": "2", "solution": "\\boxed{1}, then \\boxed{2}"}]
