@@ -701,9 +701,7 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
 def example_at(examples: list[dict], position: int, seed: int) -> dict:
     """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
     epoch, i = divmod(position, len(examples))
-    order = list(range(len(examples)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return examples[order[i]]
+    return random.Random(seed * 1_000_003 + epoch).sample(examples, len(examples))[i]
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 

@@ -2322,3 +2322,14 @@ def test_examples_take_the_gold_answer_from_its_column_or_the_solutions_last_box
     examples, dropped = lampo.load_examples(Config(dataset=boxed))
     assert dropped == 2
     assert examples == [{"problem": "p1", "answer": "2", "solution": "\\boxed{1}, then \\boxed{2}"}]
+
+
+def test_each_epoch_visits_every_example_once_in_its_own_seeded_order():
+    examples = [{"problem": str(i)} for i in range(20)]
+
+    def epoch(k, seed=0):
+        return [lampo.example_at(examples, 20 * k + i, seed)["problem"] for i in range(20)]
+
+    assert sorted(epoch(0)) == sorted(epoch(1)) == sorted(ex["problem"] for ex in examples)
+    assert epoch(0) != epoch(1) and epoch(0) != epoch(0, seed=1)
+    assert epoch(1) == epoch(1) and epoch(0) != [ex["problem"] for ex in examples]
