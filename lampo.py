@@ -815,8 +815,7 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
     tokenizer.save_pretrained(tmp)
     torch.save({"step": step, "data_position": data_position, "preference_exponent": preference_exponent,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                tmp / "trainer_state.pt")
     os.replace(tmp, final)
     for old in checkpoints(out_dir)[:-max(1, keep)]:
@@ -836,8 +835,7 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     if preference_exponent is not None:
         preference_exponent.data.copy_(state["preference_exponent"])
     torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    torch.cuda.set_rng_state_all(state["cuda_rng"])    # one state per GPU: none on a machine without CUDA
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 
