@@ -762,9 +762,8 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     tokenizer = load_tokenizer(cfg.model)
     policy = load_model(start_from, device, torch.float32)
     policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    sampler = load_model(start_from, device, frozen_dtype) if device.type == "cuda" else policy
-    ref = load_model(cfg.model, device, frozen_dtype) if cfg.kl_coef > 0 else None  # always the initial model
+    sampler = load_model(start_from, device, torch.bfloat16) if device.type == "cuda" else policy
+    ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # always the start model
     return tokenizer, policy, sampler, ref
 
 def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):

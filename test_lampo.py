@@ -996,6 +996,27 @@ def test_fp32_master_weights_keep_updates_that_bf16_rounds_away(model):
     assert updated[torch.bfloat16] < 0.1
 
 
+def test_load_models_keeps_an_fp32_policy_and_on_cuda_bf16_frozen_models(monkeypatch):
+    """Sampler and reference are bf16 on CUDA and fp32 on CPU, where the policy samples itself; the
+    reference is always the start model, the policy and sampler the checkpoint being resumed."""
+    class Loaded:
+        def __init__(self, source, device, dtype):
+            self.source, self.dtype = source, dtype
+
+        def activation_checkpointing_enable(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(lampo, "load_tokenizer", lambda source: source)
+    monkeypatch.setattr(lampo, "load_model", Loaded)
+    cfg = Config(model="start")
+    for device, frozen in (("cuda", torch.bfloat16), ("cpu", torch.float32)):
+        tokenizer, policy, sampler, ref = lampo.load_models(cfg, torch.device(device), "ckpt")
+        assert (tokenizer, policy.source, policy.dtype) == ("start", "ckpt", torch.float32)
+        assert (sampler.source, sampler.dtype, ref.source, ref.dtype) == ("ckpt", frozen, "start", frozen)
+        assert (sampler is policy) == (device == "cpu")
+    assert lampo.load_models(Config(kl_coef=0.0), torch.device("cuda"), "ckpt")[3] is None
+
+
 # -----------------------------------------------------------------------------
 # Training end to end
 
