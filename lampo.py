@@ -675,11 +675,10 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
                     "map yours with --prompt-field, --solution-field and --answer-field")
     examples = []
     for row in table:
-        gold = row[answer_col] if cfg.answer_field else last_boxed(row[cfg.solution_field] or "")
-        if gold is None or not str(gold).strip():
-            continue
-        examples.append({"problem": row[cfg.prompt_field], "answer": str(gold),
-                         "solution": row[cfg.solution_field] or ""})
+        solution = row[cfg.solution_field] or ""
+        gold = row[answer_col] if cfg.answer_field else last_boxed(solution)
+        if gold is not None and str(gold).strip():
+            examples.append({"problem": row[cfg.prompt_field], "answer": str(gold), "solution": solution})
     if not examples:
         where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
         hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"
@@ -689,9 +688,7 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
 def example_at(examples: list[dict], position: int, seed: int) -> dict:
     """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
     epoch, i = divmod(position, len(examples))
-    order = list(range(len(examples)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return examples[order[i]]
+    return random.Random(seed * 1_000_003 + epoch).sample(examples, len(examples))[i]
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -752,9 +749,8 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     tokenizer = load_tokenizer(cfg.model)
     policy = load_model(start_from, device, torch.float32)
     policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    sampler = load_model(start_from, device, frozen_dtype) if device.type == "cuda" else policy
-    ref = load_model(cfg.model, device, frozen_dtype) if cfg.kl_coef > 0 else None  # always the initial model
+    sampler = load_model(start_from, device, torch.bfloat16) if device.type == "cuda" else policy
+    ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # always the start model
     return tokenizer, policy, sampler, ref
 
 def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
@@ -804,8 +800,7 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
     tokenizer.save_pretrained(tmp)
     torch.save({"step": step, "data_position": data_position, "preference_exponent": preference_exponent,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                tmp / "trainer_state.pt")
     os.replace(tmp, final)
     for old in checkpoints(out_dir)[:-max(1, keep)]:
@@ -825,8 +820,7 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     if preference_exponent is not None:
         preference_exponent.data.copy_(state["preference_exponent"])
     torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    torch.cuda.set_rng_state_all(state["cuda_rng"])    # one state per GPU: none on a machine without CUDA
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 

@@ -1010,6 +1010,27 @@ def test_fp32_master_weights_keep_updates_that_bf16_rounds_away(model):
     assert updated[torch.bfloat16] < 0.1
 
 
+def test_load_models_keeps_an_fp32_policy_and_on_cuda_bf16_frozen_models(monkeypatch):
+    """Sampler and reference are bf16 on CUDA and fp32 on CPU, where the policy samples itself; the
+    reference is always the start model, the policy and sampler the checkpoint being resumed."""
+    class Loaded:
+        def __init__(self, source, device, dtype):
+            self.source, self.dtype = source, dtype
+
+        def activation_checkpointing_enable(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(lampo, "load_tokenizer", lambda source: source)
+    monkeypatch.setattr(lampo, "load_model", Loaded)
+    cfg = Config(model="start")
+    for device, frozen in (("cuda", torch.bfloat16), ("cpu", torch.float32)):
+        tokenizer, policy, sampler, ref = lampo.load_models(cfg, torch.device(device), "ckpt")
+        assert (tokenizer, policy.source, policy.dtype) == ("start", "ckpt", torch.float32)
+        assert (sampler.source, sampler.dtype, ref.source, ref.dtype) == ("ckpt", frozen, "start", frozen)
+        assert (sampler is policy) == (device == "cpu")
+    assert lampo.load_models(Config(kl_coef=0.0), torch.device("cuda"), "ckpt")[3] is None
+
+
 # -----------------------------------------------------------------------------
 # Training end to end
 
@@ -2346,3 +2367,39 @@ def test_cpu_demo_runs_the_cli_and_prints_a_row_per_step(tmp_path, capsys):
         ids = tokenizer(f"\\boxed{{{digit}}}", add_special_tokens=False)["input_ids"]
         assert len(ids) == 1
         assert reward(tokenizer.decode(ids), example)["correct"] == (digit == 7)
+
+
+# -----------------------------------------------------------------------------
+# Data: which rows become training examples
+
+def test_examples_take_the_gold_answer_from_its_column_or_the_solutions_last_box(tmp_path):
+    """A blank or missing gold drops the row (0 is an answer, not a blank); a missing solution is ""."""
+    texts = write_jsonl(tmp_path / "texts.jsonl", [
+        {"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
+        {"problem": "p2", "answer": "", "solution": "x"}, {"problem": "p3", "answer": " ", "solution": "x"},
+        {"problem": "p4", "answer": None, "solution": "x"},
+        {"problem": "p5", "answer": "5", "solution": None}])
+    examples, dropped = lampo.load_examples(Config(dataset=texts, answer_field="answer"))
+    assert (examples, dropped) == ([{"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
+                                    {"problem": "p5", "answer": "5", "solution": ""}], 3)
+    numbers = write_jsonl(tmp_path / "numbers.jsonl", [{"problem": f"p{i}", "answer": a, "solution": "x"}
+                                                        for i, a in enumerate([3, 0, None])])
+    examples, dropped = lampo.load_examples(Config(dataset=numbers, answer_field="answer"))
+    assert ([ex["answer"] for ex in examples], dropped) == (["3", "0"], 1)
+    boxed = write_jsonl(tmp_path / "boxed.jsonl", [
+        {"problem": "p1", "solution": "\\boxed{1}, then \\boxed{2}"}, {"problem": "p2", "solution": "no box"},
+        {"problem": "p3", "solution": None}])
+    examples, dropped = lampo.load_examples(Config(dataset=boxed))
+    assert dropped == 2
+    assert examples == [{"problem": "p1", "answer": "2", "solution": "\\boxed{1}, then \\boxed{2}"}]
+
+
+def test_each_epoch_visits_every_example_once_in_its_own_seeded_order():
+    examples = [{"problem": str(i)} for i in range(20)]
+
+    def epoch(k, seed=0):
+        return [lampo.example_at(examples, 20 * k + i, seed)["problem"] for i in range(20)]
+
+    assert sorted(epoch(0)) == sorted(epoch(1)) == sorted(ex["problem"] for ex in examples)
+    assert epoch(0) != epoch(1) and epoch(0) != epoch(0, seed=1)
+    assert epoch(1) == epoch(1) and epoch(0) != [ex["problem"] for ex in examples]
