@@ -35,6 +35,7 @@ Run (one GPU, bf16):
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -423,7 +424,6 @@ def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch
 
 class FilledKVLayer(StaticLayer):
     """A StaticLayer whose attention reads only the positions written so far (the buffer's start)."""
-
     filled = 0                                           # a Python int: reading it never syncs the GPU
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -530,7 +530,6 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
 # Each step: sample group_size responses for each of prompts_per_step problems, score them, get
 # pi_old (on CUDA the policy's own pass over what its bf16 copy drew: the ratio must start at
 # exactly 1) and the reference's log-probs, turn rewards and scores into advantages, and update.
-# Scoring stays in the main thread: math-verify's time limit uses signal.alarm, main-thread only.
 
 def train(cfg: Config, reward_fn=None) -> list[dict]:
     """Run cfg.steps training steps (or the rest of them, with cfg.resume); returns metrics rows."""
@@ -570,8 +569,6 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     bar = tqdm(total=cfg.steps, initial=step, desc="lampo", unit="step", dynamic_ncols=True)
     try:
         while step < cfg.steps:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()     # so peak_gpu_gb is this step's own peak
             t0 = time.perf_counter()
             step_examples = [example_at(examples, data_position + k, cfg.seed)   # [N], prompt by prompt
                              for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
@@ -611,6 +608,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 metrics["preference_exponent"] = exponent.item()
             if device.type == "cuda":
                 metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+                torch.cuda.reset_peak_memory_stats()           # so the next step's peak is its own
             history.append(metrics)
             append_jsonl(out / "metrics.jsonl", [metrics])
             if cfg.log_samples_every > 0 and step % cfg.log_samples_every == 0:
@@ -758,8 +756,7 @@ def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None
     groups = [{"params": list(policy.parameters())}]
     if preference_exponent is not None:
         groups.append({"params": [preference_exponent], "lr": cfg.lambda_lr})
-    fused = next(policy.parameters()).is_cuda
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=policy.device.type == "cuda")
     warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
 
@@ -836,10 +833,8 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
 
 def prepare_output_dir(path: str) -> Path:
     out = Path(path).expanduser()
-    try:
+    with contextlib.suppress(OSError):       # a place it cannot create is refused below, in one line
         out.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass
     if not (out.is_dir() and os.access(out, os.W_OK)):
         raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
     return out
@@ -864,9 +859,9 @@ def validate(cfg: Config) -> None:
             raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
         if within and not in_interval(value, within):
             raise UsageError(f"{flag} must be in {within} (got {value}): {f.metadata['help']}")
-    rows = cfg.prompts_per_step * cfg.group_size
-    if cfg.mini_batches > rows:
-        raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {rows} responses "
+    responses = cfg.prompts_per_step * cfg.group_size
+    if cfg.mini_batches > responses:
+        raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {responses} responses "
                          "(--prompts-per-step x --group-size): lower it")
 
 def log(message: str) -> None:
