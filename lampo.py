@@ -436,7 +436,7 @@ class FilledKVLayer(StaticLayer):
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
 def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, ...]:
-    """Sampled ids and their log-probs, [N, max_new_tokens], and each row's length [N] (junk after it)."""
+    """Sampled ids and their log-probs, [N, <= max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
     ids = padded(distinct, s.pad_id, "left").to(device)
@@ -561,7 +561,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
 
     stop_requested = []                       # Ctrl-C finishes the step and saves; a second one quits
     def request_stop(signum, frame):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # re-armed: the next Ctrl-C quits at once
         stop_requested.append(True)
         log("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)")
     previous_handler = signal.signal(signal.SIGINT, request_stop)
@@ -748,7 +748,7 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     policy = load_model(start_from, device, torch.float32)
     policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     sampler = load_model(start_from, device, torch.bfloat16) if device.type == "cuda" else policy
-    ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # always the start model
+    ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # the initial model
     return tokenizer, policy, sampler, ref
 
 def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
@@ -779,9 +779,9 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         return None
     if not saved:
         raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
-    if not ((out / "config.json").is_file() and (saved[-1] / "trainer_state.pt").is_file()):
-        raise UsageError(f"--resume: {out} holds no lampo run to resume (that needs its config.json, and "
-                         f"trainer_state.pt in {saved[-1].name}): check --output-dir")
+    lacking = [p for p in (out / "config.json", saved[-1] / "trainer_state.pt") if not p.is_file()]
+    if lacking:
+        raise UsageError(f"--resume: {lacking[0]} is missing: not a run lampo wrote; check --output-dir")
     started = json.loads((out / "config.json").read_text())
     for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
         if started[flag] != getattr(cfg, flag):
@@ -817,7 +817,7 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
     if preference_exponent is not None:
         preference_exponent.data.copy_(state["preference_exponent"])
     torch.set_rng_state(state["torch_rng"])
-    torch.cuda.set_rng_state_all(state["cuda_rng"])    # one state per GPU: none on a machine without CUDA
+    torch.cuda.set_rng_state_all(state["cuda_rng"] or [])    # one state per GPU saved; None in older runs
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 

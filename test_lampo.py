@@ -763,11 +763,11 @@ def scripted_responses(model, monkeypatch, rows, end_ids, pad_id):
 def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(model, tokenizer, monkeypatch):
     im_end, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
     assert pad in (ends := (im_end, pad))                      # Qwen3-like: pad is an end token
-    drawn = [[5, 6, pad, pad, pad], [5, im_end, pad, pad, 9], [5, 6, 7, 8, 9]]
+    drawn = [[5, 6, pad, pad, pad], [5, im_end, pad, pad, 9], [5, 6, 7, 8, 9], [5, 6, 7, 8, im_end]]
     responses, logprobs, truncated = scripted_responses(model, monkeypatch, drawn, ends, pad)
-    assert responses == [[5, 6, pad], [5, im_end], [5, 6, 7, 8, 9]]
-    assert truncated == [False, False, True]
-    assert list(map(len, logprobs)) == [3, 2, 5]
+    assert responses == [[5, 6, pad], [5, im_end], [5, 6, 7, 8, 9], [5, 6, 7, 8, im_end]]
+    assert truncated == [False, False, True, False]          # the last row ends on its very last draw
+    assert list(map(len, logprobs)) == [3, 2, 5, 5]
     batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], [[-1.0, -2.0, -3.0], [-4.0]], pad_id=pad)
     # the end token is trained on (mask 1) although its id equals the padding after it
     assert batch.response_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -1349,11 +1349,11 @@ def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
     started = config.read_text()
     config.unlink()
     err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
-    assert "holds no lampo run to resume" in err and "\n" not in err, err
+    assert "config.json is missing" in err and "\n" not in err, err
     config.write_text(started)
     (tmp_path / "out/checkpoint-1/trainer_state.pt").unlink()
     err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
-    assert "holds no lampo run to resume" in err and "trainer_state.pt in checkpoint-1" in err, err
+    assert "checkpoint-1/trainer_state.pt is missing" in err, err
     assert "\n" not in err, err
 
 
@@ -1407,6 +1407,18 @@ def test_resume_drops_a_half_written_log_line(tiny_model, math_jsonl, tmp_path):
         assert rows[:len(before)] == before
         per_step = len(before) // 2
         assert [r["step"] for r in rows] == [1] * per_step + [2] * per_step + [3] * per_step, name
+
+
+def test_a_checkpoint_from_before_cuda_rng_became_a_list_still_resumes(tiny_model, math_jsonl, tmp_path):
+    """Checkpoints written on CPU before 2026-11-30 hold cuda_rng None, not an empty list."""
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=1)
+    lampo.train(cfg)
+    path = tmp_path / "checkpoint-1/trainer_state.pt"
+    state = torch.load(path, weights_only=True)
+    if not torch.cuda.is_available():
+        assert state["cuda_rng"] == []                          # what a machine without CUDA saves now
+    torch.save({**state, "cuda_rng": None}, path)
+    assert [r["step"] for r in lampo.train(dataclasses.replace(cfg, steps=2, resume=True))] == [2]
 
 
 def test_a_lambda_grpo_resume_continues_its_learned_exponent(tiny_model, math_jsonl, tmp_path, monkeypatch):
