@@ -54,6 +54,7 @@ import datasets
 import math_verify
 import torch
 from rouge_score.tokenize import tokenize as rouge_tokenize   # rouge-score's tokenizer, without nltk
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Cache, StaticLayer
@@ -412,10 +413,11 @@ def end_token_ids(model, tokenizer) -> tuple[int, ...]:
     ids = set(ids if isinstance(ids, list) else [ids]) | {tokenizer.eos_token_id}
     return tuple(sorted(ids - {None}))
 
-def padded(rows: list, value: float, side: str) -> torch.Tensor:
-    """The rows (lists or tuples) as one [len(rows), longest] tensor, filled with value on that side."""
-    return torch.nn.utils.rnn.pad_sequence([torch.tensor(row) for row in rows], batch_first=True,
-                                           padding_value=value, padding_side=side)
+def padded(rows: list, value: float, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows as one [len(rows), longest] tensor, filled with value on that side, and its 0/1 mask."""
+    rows = [torch.tensor(row) for row in rows]
+    pad = lambda tensors, fill: pad_sequence(tensors, batch_first=True, padding_value=fill, padding_side=side)
+    return pad(rows, value), pad([torch.ones_like(row) for row in rows], 0)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
@@ -439,8 +441,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
     """Sampled ids and their log-probs, [N, <= max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
-    ids = padded(distinct, s.pad_id, "left").to(device)
-    mask = padded([[1] * len(p) for p in distinct], 0, "left").to(device)
+    ids, mask = (t.to(device) for t in padded(distinct, s.pad_id, "left"))
     width = ids.shape[1]
     layers = model.config.num_hidden_layers
     cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(layers)])
@@ -499,12 +500,11 @@ class Rollouts:
 def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logprobs: list[list[float]],
                   pad_id: int) -> Rollouts:
     """The step's rollouts; old_logp starts as the sampler's log-probs."""
-    prompts = padded(prompt_ids, pad_id, "left")                               # [N, W]
-    prompt_mask = padded([[1] * len(p) for p in prompt_ids], 0, "left")
-    response_mask = padded([[1] * len(r) for r in responses], 0, "right")      # [N, T]
-    logp = padded(logprobs, 0.0, "right")
-    return Rollouts(torch.cat([prompts, padded(responses, pad_id, "right")], 1),
-                    torch.cat([prompt_mask, response_mask], 1), response_mask.float(), logp, logp)
+    prompts, prompt_mask = padded(prompt_ids, pad_id, "left")                  # [N, W]
+    response_ids, response_mask = padded(responses, pad_id, "right")           # [N, T]
+    logp, _ = padded(logprobs, 0.0, "right")
+    return Rollouts(torch.cat([prompts, response_ids], 1), torch.cat([prompt_mask, response_mask], 1),
+                    response_mask.float(), logp, logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
