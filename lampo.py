@@ -415,9 +415,9 @@ def end_token_ids(model, tokenizer) -> tuple[int, ...]:
 
 def padded(rows: list, value: float, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows as one [len(rows), longest] tensor, filled with value on that side, and its 0/1 mask."""
-    rows = [torch.tensor(row) for row in rows]
-    pad = lambda tensors, fill: pad_sequence(tensors, batch_first=True, padding_value=fill, padding_side=side)
-    return pad(rows, value), pad([torch.ones_like(row) for row in rows], 0)
+    tensors = [torch.tensor(row) for row in rows]
+    pad = lambda seqs, fill: pad_sequence(seqs, batch_first=True, padding_value=fill, padding_side=side)
+    return pad(tensors, value), pad([torch.ones_like(t) for t in tensors], 0)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
