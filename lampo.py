@@ -781,7 +781,7 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
     lacking = [p for p in (out / "config.json", saved[-1] / "trainer_state.pt") if not p.is_file()]
     if lacking:
-        raise UsageError(f"--resume: {lacking[0]} is missing: not a run lampo wrote; check --output-dir")
+        raise UsageError(f"--resume: {lacking[0]} is missing, so lampo cannot resume: check --output-dir")
     started = json.loads((out / "config.json").read_text())
     for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
         if started[flag] != getattr(cfg, flag):
