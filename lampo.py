@@ -570,8 +570,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
-            step_examples = [example_at(examples, data_position + k, cfg.seed)   # [N], prompt by prompt
-                             for k in range(cfg.prompts_per_step) for _ in range(cfg.group_size)]
+            drawn = [example_at(examples, data_position + k, cfg.seed) for k in range(cfg.prompts_per_step)]
+            step_examples = [ex for ex in drawn for _ in range(cfg.group_size)]      # [N], prompt by prompt
             prompt_ids = [ex["prompt_ids"] for ex in step_examples]
             responses, logprobs, truncated = sample_responses(sampler, prompt_ids, sampling,
                                                               cfg.gen_batch_size)
