@@ -241,6 +241,7 @@ def rouge_l_f1(response: str, reference: str) -> float:
 #     lampo: A_i = 1/(G-1) * sum_j lam_ij * (r_i - r_j)
 #            lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
 #     lpo:   A_i = w*_i - P_i,  P = softmax(s),  w* = softmax(R / tau_lpo + log P)
+# lpo is Listwise Policy Optimization (Qu et al. 2026, arXiv 2605.06139); tau_lpo is --lpo-tau.
 
 def grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1e-4)
@@ -317,9 +318,8 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
-# (eps_low, eps_high, beta = --clip-low, --clip-high, --kl-coef.) eps_high > eps_low is DAPO's
-# "clip-higher" (DAPO: a GRPO variant for long reasoning), which keeps exploring. The loss is
-# sum_t w_t * l_t over a mini-batch of n responses, w fixed before micro-batching:
+# eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning), which keeps
+# exploring. The loss is sum_t w_t * l_t over a mini-batch of n responses, w fixed before micro-batching:
 #     token-mean (DAPO):     w_it = 1 / sum_j |y_j|                every token counts the same
 #     seq-mean (GRPO):       w_it = 1 / (n * |y_i|)                every response counts the same
 #     length-pref (λ-GRPO):  w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + c * z_i
@@ -481,8 +481,7 @@ def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tupl
             logits = model(input_ids=token, attention_mask=attn[:, :width + t], position_ids=position,
                            cache=cache, use_cache=True).logits[:, -1]
         logp = torch.log_softmax(logits.float() / sampling.temperature, -1)             # [N, V]
-        kept = truncate_distribution(logp, sampling.top_k, sampling.top_p)              # [N, V]
-        token = torch.multinomial(kept.exp(), 1)                                        # [N, 1]
+        token = torch.multinomial(truncate_distribution(logp, sampling.top_k, sampling.top_p).exp(), 1)
         tokens.append(token)
         logprobs.append(logp.gather(-1, token))
         lengths += ~ended
@@ -528,8 +527,7 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
                     response_mask.float(), logp, logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """input_ids and attention_mask of these rows, trimmed to their longest prompt and response, and
-    the length n_tokens of that response."""
+    """These rows' input_ids and attention_mask, cut to their longest prompt and response; that length."""
     W = batch.input_ids.shape[1] - batch.response_mask.shape[1]
     longest_prompt = int(batch.attention_mask[rows, :W].sum(1).max())
     n_tokens = int(batch.response_mask[rows].sum(1).max())
@@ -730,10 +728,9 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
     return ids
 
 # ---- Models and precision ------------------------------------------------------------------------
-# On CUDA the policy keeps fp32 master weights (the copy the optimizer updates) and AdamW state and
-# computes in bf16 (autocast): an AdamW update at lr 1e-6 moves a weight by ~1e-6, below bf16's
-# resolution |w| * 2^-8. Sampling uses a bf16 copy, re-synced every step, as decoding is bound by
-# reading the weights. On CPU (tests,
+# On CUDA the policy keeps fp32 master weights (the copy AdamW updates) and AdamW state, and computes
+# in bf16 (autocast): an update at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8.
+# Sampling uses a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
 # smoke runs) everything is float32 and the policy samples for itself.
 
 def pick_device(name: str) -> torch.device:
