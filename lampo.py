@@ -67,6 +67,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Cache, StaticLayer
 from transformers import TopKLogitsWarper, TopPLogitsWarper, logging as hf_logging
 
+from length_pref import LengthPreference    # λ-GRPO's learned length preference, for --loss-agg length-pref
+
 # ---- Config --------------------------------------------------------------------------------------
 # Every knob of a run with its default, help text and valid range side by side. The CLI is
 # generated from this class, and validate() checks every value before anything loads.
@@ -322,9 +324,8 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 # exploring. The loss is sum_t w_t * l_t over a mini-batch of n responses, w fixed before micro-batching:
 #     token-mean (DAPO):     w_it = 1 / sum_j |y_j|                every token counts the same
 #     seq-mean (GRPO):       w_it = 1 / (n * |y_i|)                every response counts the same
-#     length-pref (λ-GRPO):  w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + c * z_i
-# λ-GRPO is Wang et al. 2025, arXiv 2510.06870. z_i is y_i's length standardised in its group and
-# c = --length-pref-strength; the exponent e is learned with the policy (e = 0 is token-mean).
+#     length-pref (λ-GRPO):  w_it = f_i / sum_j |y_j|      f_i learned from y_i's length, f = 1 at first
+# λ-GRPO (Wang et al. 2025, arXiv 2510.06870) and its f are in length_pref.py.
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 weights: torch.Tensor, clip_low: float, clip_high: float,
@@ -342,12 +343,6 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         per_token = per_token + kl_coef * kl
         stats["kl"] = (weights * kl).sum().item()
     return (weights * per_token).sum(), stats
-
-def length_preference(lengths: torch.Tensor, exponent: torch.Tensor, strength: float) -> torch.Tensor:
-    """length-pref's response weights f, [B, G], from the response lengths, [B, G]."""
-    z = (lengths - lengths.mean(-1, keepdim=True)) / (lengths.std(-1, keepdim=True) + 1e-6)
-    h = (1 + strength * z).clamp(min=1e-3)                              # h ** exponent needs h > 0
-    return lengths.shape[-1] * torch.softmax(h ** exponent, -1)
 
 def token_weights(response_mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = None) -> torch.Tensor:
     """Weights [n, T] for a mini-batch's response mask [n, T]; f [n] only for length-pref."""
@@ -369,7 +364,7 @@ def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tupl
     return [(mini, mini[row_tokens[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
 
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
-                  cfg: Config, device, exponent: torch.Tensor | None = None) -> tuple[dict, list]:
+                  cfg: Config, device, length_pref: LengthPreference | None = None) -> tuple[dict, list]:
     policy.train()
     response_mask = batch.response_mask.to(device)                      # [N, T]
     totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
@@ -382,8 +377,7 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
             ids, attn, n_tokens = micro_batch(batch, rows, device)
             micro = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
             # Rebuilt for every backward pass: with length-pref the weights carry the exponent's gradient.
-            f = None if exponent is None else length_preference(
-                lengths.view(-1, cfg.group_size), exponent, cfg.length_pref_strength).flatten()[mini]
+            f = None if length_pref is None else length_pref(lengths.view(-1, cfg.group_size)).flatten()[mini]
             mini_weights = token_weights(response_mask[mini], cfg.loss_agg, f)               # [n, T]
             weights = torch.zeros_like(response_mask).index_put((mini,), mini_weights)       # [N, T]
             with autocast(device):
@@ -561,8 +555,9 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     examples, dropped = load_examples(cfg)    # before the models load: bad data fails in seconds
     torch.manual_seed(cfg.seed)
     tokenizer, policy, sampler, ref = load_models(cfg, device, str(resume_from or cfg.model))
-    exponent = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "length-pref" else None
-    optimizer, scheduler = make_optimizer(policy, cfg, exponent)
+    length_pref = (LengthPreference(cfg.length_pref_strength).to(device)    # trained with the policy
+                   if cfg.loss_agg == "length-pref" else None)
+    optimizer, scheduler = make_optimizer(policy, cfg, length_pref)
     pad_id, end_ids = tokenizer.pad_token_id, end_token_ids(policy, tokenizer)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_ids, pad_id)
     reward_fn = reward_fn or (lambda text, ex: reward(text, ex, cfg.rouge_weight))
@@ -574,7 +569,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     if device.type == "cpu":
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
     log(f"{len(examples)} training problems from {cfg.dataset} ({dropped} rows dropped: no gold answer)")
-    step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
+    step, data_position = restore(resume_from, optimizer, scheduler, length_pref) if resume_from else (0, 0)
     for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
         trim_jsonl(out / name, step)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -609,7 +604,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             scores = (batch.old_logp.sum(1) / lengths).view(-1, cfg.group_size)       # s_i
             advantages = ADVANTAGES[cfg.advantage](rewards, scores, cfg).flatten()     # [N]
             stats, finite_updates = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages,
-                                                  cfg, device, exponent)
+                                                  cfg, device, length_pref)
             if sampler is not policy:
                 sampler.load_state_dict(policy.state_dict())
             step, data_position = step + 1, data_position + cfg.prompts_per_step
@@ -624,8 +619,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        **stats, "skipped_updates": finite_updates.count(False),
                        "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
-            if exponent is not None:
-                metrics["preference_exponent"] = exponent.item()
+            if length_pref is not None:
+                metrics["preference_exponent"] = length_pref.exponent.item()
             if device.type == "cuda":
                 metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()           # so the next step's peak is its own
@@ -645,7 +640,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 log(f"step {step}: skipped {metrics['skipped_updates']} update(s): NaN/inf loss or gradient")
             if step % cfg.save_every == 0 or step == cfg.steps or stop_requested or bad_updates_in_a_row >= 3:
                 path = save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, data_position,
-                                       cfg.keep_checkpoints, exponent)
+                                       cfg.keep_checkpoints, length_pref)
             if bad_updates_in_a_row >= 3:
                 raise FloatingPointError(f"NaN/inf loss or gradient for 3 updates in a row at step {step} "
                                          f"(saved {path}); lower --lr or check the reward function")
@@ -771,11 +766,11 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # the initial model
     return tokenizer, policy, sampler, ref
 
-def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
+def make_optimizer(policy, cfg: Config, length_pref: LengthPreference | None = None):
     """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
     groups = [{"params": list(policy.parameters())}]
-    if preference_exponent is not None:
-        groups.append({"params": [preference_exponent], "lr": cfg.length_pref_lr})
+    if length_pref is not None:
+        groups.append({"params": list(length_pref.parameters()), "lr": cfg.length_pref_lr})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=policy.device.type == "cuda")
     warmup = max(1, cfg.warmup_updates)                # update k (from 0): lr * min(1, (k + 1) / warmup)
     scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup - 1)
@@ -811,12 +806,13 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
     return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
-                    keep: int, preference_exponent: torch.Tensor | None) -> Path:
+                    keep: int, length_pref: LengthPreference | None) -> Path:
     final, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "data_position": data_position, "preference_exponent": preference_exponent,
+    torch.save({"step": step, "data_position": data_position,
+                "length_pref": None if length_pref is None else length_pref.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                tmp / "trainer_state.pt")
@@ -825,8 +821,8 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
         shutil.rmtree(old, ignore_errors=True)
     return final
 
-def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
-    """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
+def restore(checkpoint_dir: Path, optimizer, scheduler, length_pref) -> tuple[int, int]:
+    """Load trainer_state.pt into optimizer, scheduler, length_pref and RNGs; return (step, data position)."""
     path = checkpoint_dir / "trainer_state.pt"
     try:  # plain data only, so a shared checkpoint cannot run code; on CPU whatever device saved it
         state = torch.load(path, weights_only=True, map_location="cpu")
@@ -835,8 +831,8 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
                          "more could run code: start anew, or resume from a checkpoint you trust") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if preference_exponent is not None:
-        preference_exponent.data.copy_(state["preference_exponent"])
+    if length_pref is not None:
+        length_pref.load_state_dict(state["length_pref"])
     torch.set_rng_state(state["torch_rng"])
     torch.cuda.set_rng_state_all(state["cuda_rng"] or [])    # one state per GPU saved; None in older runs
     log(f"resumed from {checkpoint_dir} at step {state['step']}")

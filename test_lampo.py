@@ -35,6 +35,7 @@ from rouge_score import rouge_scorer
 
 import eval as lampo_eval
 import lampo
+from length_pref import LengthPreference
 from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
@@ -225,15 +226,23 @@ def length_preference_reference(lengths, lam, strength):
     return torch.tensor(out, dtype=torch.float64)
 
 
+def length_preference(lengths, exponent, strength):
+    """f from a LengthPreference whose learned exponent is set to exponent, in the lengths' dtype."""
+    module = LengthPreference(strength).to(lengths.dtype)
+    with torch.no_grad():
+        module.exponent.fill_(exponent)
+    return module(lengths)
+
+
 def test_lambda_grpo_weights():
     lengths = torch.tensor([[3.0, 10, 4, 40], [7, 7, 7, 7]], dtype=torch.float64)
     for lam in (0.5, -2.0, 3.0):
-        torch.testing.assert_close(lampo.length_preference(lengths, torch.tensor(lam, dtype=torch.float64), 0.3),
+        torch.testing.assert_close(length_preference(lengths, lam, 0.3),
                                    length_preference_reference(lengths.tolist(), lam, 0.3))
-    f = lampo.length_preference(lengths, torch.tensor(2.0, dtype=torch.float64), 0.3)
+    f = length_preference(lengths, 2.0, 0.3)
     assert f[0, 3] > f[0, 1] > f[0, 0]                             # lam > 0 favours long responses
     mask = torch.tensor([[1.0, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]])
-    f0 = lampo.length_preference(torch.tensor([[3.0, 1, 2]]), torch.tensor(0.0), 0.3).flatten()
+    f0 = length_preference(torch.tensor([[3.0, 1, 2]]), 0.0, 0.3).flatten()
     assert torch.equal(lampo.token_weights(mask, "length-pref", f0), lampo.token_weights(mask, "token-mean"))
     assert torch.equal(lampo.token_weights(mask, "token-mean"), mask / 6)
     torch.testing.assert_close(lampo.token_weights(mask, "seq-mean").sum(1), torch.full((3,), 1 / 3))
@@ -931,12 +940,12 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     policy = copy.deepcopy(model)
     cfg = Config(micro_batch_size=4, mini_batches=1, kl_coef=0.0, loss_agg="length-pref", group_size=4,
                  length_pref_lr=0.1)
-    lam = torch.zeros((), requires_grad=True)
-    optimizer, scheduler = lampo.make_optimizer(policy, cfg, lam)
+    length_pref = LengthPreference(cfg.length_pref_strength)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg, length_pref)
     batch = dataclasses.replace(batch, old_logp=lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu")))
     lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg,
-                        torch.device("cpu"), lam)
-    assert lam.item() != 0.0
+                        torch.device("cpu"), length_pref)
+    assert length_pref.exponent.item() != 0.0
 
 
 def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
