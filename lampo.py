@@ -23,16 +23,14 @@ and adds a dense term to the 0/1 correctness reward when a reference solution ex
 
     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
 
-With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage,
-which is Dr.GRPO's r_i - mean(r) (GRPO without the std) times G/(G-1). The paper (arXiv 2605.21235)
-is withdrawn and no code of its authors is public: the formulas are our reading of its abstract
-(LAMPO_SPEC.md and the README say which choices are ours), and only this repository's own runs can
-show whether LamPO beats GRPO.
+With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage, and
+G/(G-1) times Dr.GRPO's r_i - mean(r) (GRPO without the std). The paper (arXiv 2605.21235) is withdrawn,
+its code unpublished: the formulas are our reading of its abstract (LAMPO_SPEC.md says which choices
+are ours), and only this repository's own runs can show whether LamPO beats GRPO.
 
-Reading map. Read the method first, in order: Reward, Advantage, Loss, Update, Training loop.
-Answer checking and ROUGE-L are what the reward is made of; Log-probs, Sampling and Rollout batch
-compute the loop's tensors, fast. Config and everything after the training loop (data, prompts,
-models, checkpoints, CLI) are plumbing: skip them on a first read.
+Reading map: the method is Reward, Advantage, Loss, Update and Training loop; read them first, in
+order. Answer checking, ROUGE-L, Log-probs, Sampling and Rollout batch make its inputs, fast. Config
+and all after the training loop (data, prompts, models, checkpoints, CLI) can wait for a second read.
 
 Run (one GPU, bf16):
     python lampo.py --model Qwen/Qwen3-1.7B
@@ -103,8 +101,7 @@ class Config:
     lpo_tau: float = arg(0.1, "lpo: reward temperature of its target (ours)", within="(0, inf)")
     loss_agg: str = arg("token-mean", "token-mean (each token alike), seq-mean (each response alike) or "
                         "length-pref (learned length preference)", ("token-mean", "seq-mean", "length-pref"))
-    length_pref_strength: float = arg(0.1, "length-pref: how much length moves a weight (ours)",
-                                      within="[0, inf)")
+    length_pref_strength: float = arg(0.1, "length-pref: how far length moves f (ours)", within="[0, inf)")
     length_pref_lr: float = arg(1e-3, "length-pref: learning rate of its exponent (ours)", within="[0, inf)")
     clip_low: float = arg(0.2, "PPO clip: the ratio new/old policy is held >= 1 - this", within="[0, 1)")
     clip_high: float = arg(0.28, "PPO clip: the ratio is held <= 1 + this", within="[0, inf)")
@@ -405,12 +402,11 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
     return totals, finite_updates
 
 # ---- Sampling ------------------------------------------------------------------------------------
-# A plain decode loop. First the prefill: one forward pass over each distinct prompt, all positions at
-# once, which fills its KV cache (every layer's attention keys and values), then copied to the prompt's
-# G rows. Then one forward pass per token. The cache is allocated whole up front (a too-large batch
-# fails at once), but attention reads only its filled part. Each token's log_softmax(logits /
-# temperature) is kept: pi_old where the policy samples for itself. A response ends at its FIRST end
-# token (Qwen3 pads with one).
+# A plain decode loop. The prefill, one forward pass over all of a distinct prompt's positions, fills
+# its KV cache (each layer's attention keys and values), then copied to the prompt's G rows; then one
+# forward pass per token. The cache is allocated whole up front (a too-large batch fails at once), but
+# attention reads only its filled part. Each token's log_softmax(logits / temperature) is kept: pi_old
+# where the policy samples for itself. A response ends at its FIRST end token (Qwen3 pads with one).
 
 @dataclass(frozen=True)
 class Sampling:
@@ -888,8 +884,7 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description="LamPO: RL with verifiable rewards for reasoning LLMs. "
-                                     "(ours) marks a default that no paper gives: this project chose it.",
+    parser = argparse.ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(Config):
         flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
