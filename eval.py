@@ -39,8 +39,7 @@ import lampo
 from lampo import UsageError
 
 
-# -----------------------------------------------------------------------------
-# Benchmarks
+# ---- Benchmarks ----------------------------------------------------------------------------------
 # One registry entry per benchmark: where its data lives and which columns hold what. Hub datasets
 # and local files go through the same loader, so a test can point an entry at a small file with the
 # hub's column names. GPQA is multiple choice: its options are shuffled and the answer is a letter.
@@ -141,8 +140,7 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     return problems
 
 
-# -----------------------------------------------------------------------------
-# Scoring
+# ---- Scoring -------------------------------------------------------------------------------------
 # Every row is scored from its response by the current checker, on every run: the verdict a row was
 # written with may predate a checker fix or a gold fix, so it is kept for reading, never trusted.
 # Math answers go through lampo's checker, as in training. A multiple-choice answer is reduced to
@@ -199,8 +197,7 @@ def verdict(problem: dict, response: str) -> dict:
     return {"extracted": extracted, "gold": problem["answer"], "correct": correct}
 
 
-# -----------------------------------------------------------------------------
-# Stored samples
+# ---- Stored samples ------------------------------------------------------------------------------
 # Each finished batch is appended (and flushed) to <benchmark>.jsonl; a re-run reads that file back
 # and samples only the (problem, sample) pairs it lacks, so a crash costs one batch. A line that is
 # not a whole row (cut in half by a crash, or damaged since) is dropped and its sample drawn again;
@@ -306,8 +303,7 @@ def rescore(finished: dict, problems: list[dict]) -> tuple[dict, bool]:
     return fresh, fresh != finished
 
 
-# -----------------------------------------------------------------------------
-# Sampling
+# ---- Sampling ------------------------------------------------------------------------------------
 # K samples per problem, in batches of --batch-size through lampo.sample_responses. A batch
 # decodes until its longest sequence ends, so jobs are sorted by prompt length: a batch holds
 # similar prompts, and the K samples of one problem, which need one prefill and similar lengths.
@@ -358,8 +354,7 @@ def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], a
     return [finished[(p["id"], s)] for p in problems for s in range(args.samples)]
 
 
-# -----------------------------------------------------------------------------
-# Metrics
+# ---- Metrics -------------------------------------------------------------------------------------
 # avg@K, the mean accuracy over all n * K samples, is what papers report as "pass@1 averaged over K
 # samples". Its standard error treats the n problems as the random draw: the sample standard
 # deviation over problems of per-problem mean accuracy, over sqrt(n). It includes the noise of
@@ -405,8 +400,7 @@ def format_table(results: list[dict]) -> str:
                      for line in [header, *lines])
 
 
-# -----------------------------------------------------------------------------
-# Evaluation
+# ---- Evaluation ----------------------------------------------------------------------------------
 # Everything that can fail fast does so before the first sample: flags, model path, every
 # benchmark's data (a gated GPQA must not fail after hours of AIME), and the output dir's
 # settings. Then the model is loaded once, in bf16 on CUDA (no training here, so no fp32 master
@@ -448,22 +442,28 @@ def evaluate(args) -> list[dict]:
     return results
 
 
-# -----------------------------------------------------------------------------
-# CLI
+# ---- CLI -----------------------------------------------------------------------------------------
 # Sampling flags mirror lampo.py's; those left unset are filled from QWEN3_SAMPLING for the chosen
 # mode, and the default output dir is named after the model, so each model keeps its own samples.
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except None: those flags' help says what leaving them unset does."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     add = parser.add_argument
     add("--model", default="Qwen/Qwen3-1.7B", help="hub id or local folder (e.g. runs/lampo/checkpoint-200)")
     add("--benchmarks", nargs="+", default=list(BENCHMARKS),
         help="registry names, or local .jsonl/.json/.parquet/.csv files with columns problem and answer")
     add("--samples", type=int, default=1, help="K: responses per problem; use 16 or more for AIME, whose 30 "
                                                "problems make a single sample very noisy")
-    add("--limit", type=int, help="evaluate only the first N problems of each benchmark")
+    add("--limit", type=int, help="evaluate only the first N problems of each benchmark; unset: all")
     add("--thinking", action=argparse.BooleanOptionalAction, default=True,
         help="Qwen3 thinking mode in the chat template (--no-thinking turns it off)")
     add("--temperature", type=float,

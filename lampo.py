@@ -23,9 +23,14 @@ and adds a dense term to the 0/1 correctness reward when a reference solution ex
 
     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
 
-With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage,
-also Dr.GRPO's (GRPO without the std). The formulas are our reading of the paper's abstract (arXiv
-2605.21235): LAMPO_SPEC.md and the README say which choices are ours.
+With lam = 1 (tau -> infinity) A_i is G/(G-1) * (r_i - mean(r)): RLOO's leave-one-out advantage, and
+G/(G-1) times Dr.GRPO's r_i - mean(r) (GRPO without the std). The paper (arXiv 2605.21235) is withdrawn,
+its code unpublished: the formulas are our reading of its abstract (LAMPO_SPEC.md says which choices
+are ours), and only this repository's own runs can show whether LamPO beats GRPO.
+
+Reading map: the method is Reward, Advantage, Loss, Update and Training loop; read them first, in
+order. Answer checking, ROUGE-L, Log-probs, Sampling and Rollout batch make its inputs, fast. Config
+and all after the training loop (data, prompts, models, checkpoints, CLI) can wait for a second read.
 
 Run (one GPU, bf16):
     python lampo.py --model Qwen/Qwen3-1.7B
@@ -60,6 +65,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Cache, StaticLayer
 from transformers import TopKLogitsWarper, TopPLogitsWarper, logging as hf_logging
 
+from length_pref import LengthPreference    # λ-GRPO's learned length preference, for --loss-agg length-pref
+
 # ---- Config --------------------------------------------------------------------------------------
 # Every knob of a run with its default, help text and valid range side by side. The CLI is
 # generated from this class, and validate() checks every value before anything loads.
@@ -70,36 +77,39 @@ def arg(default, help: str, choices: tuple[str, ...] | None = None, within: str 
 
 @dataclass
 class Config:
-    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM with logits = hidden @ W.T")
+    model: str = arg("Qwen/Qwen3-1.7B", "hub id or local folder of a causal LM (no logit scaling or capping)")
     dataset: str = arg("DigitalLearningGmbH/MATH-lighteval", "hub id, or a .jsonl/.json/.parquet/.csv file")
     dataset_config: str | None = arg(None, "hub dataset config name, if it has several")
     split: str = arg("train", "dataset split to train on")
     prompt_field: str = arg("problem", "column holding the problem text")
     solution_field: str = arg("solution", "column holding the worked solution, the ROUGE-L reference")
-    answer_field: str | None = arg(None, "gold answer column (default: the solution's last \\boxed{})")
+    answer_field: str | None = arg(None, "gold answer column; unset: the solution's last \\boxed{}")
     thinking: bool = arg(True, "Qwen3 thinking mode in the chat template")
     output_dir: str = arg("runs/lampo", "where metrics.jsonl, samples.jsonl and checkpoints go")
     steps: int = arg(200, "training steps (one step = sample, score, update)", within="[1, inf)")
-    prompts_per_step: int = arg(8, "prompts per step; each is sampled --group-size times", within="[1, inf)")
+    prompts_per_step: int = arg(8, "prompts per step, each sampled --group-size times", within="[1, inf)")
     group_size: int = arg(8, "responses per prompt, compared with each other", within="[2, inf)")
-    max_new_tokens: int = arg(4096, "longest response; one cut off here has no answer", within="[1, inf)")
+    max_new_tokens: int = arg(4096, "longest response in tokens; one cut off is correct only if its final "
+                              "answer is complete (after </think>, or with --no-thinking)", within="[1, inf)")
     temperature: float = arg(1.0, "sampling temperature (the log-probs use it too)", within="(0, inf)")
     top_p: float = arg(1.0, "nucleus sampling threshold (1.0 = off)", within="(0, 1]")
     gen_batch_size: int = arg(32, "sequences sampled at once (lower it if out of memory)", within="[1, inf)")
-    advantage: str = arg("lampo", "advantage estimator (see Advantage)", ("lampo", "grpo", "rloo", "lpo"))
-    tau: float = arg(0.1, "LamPO: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
-    rouge_weight: float = arg(0.1, "alpha: ROUGE-L reward weight (ours; 0 for GRPO)", within="[0, inf)")
-    lpo_tau: float = arg(0.1, "LPO: reward temperature of the target distribution (ours)", within="(0, inf)")
-    loss_agg: str = arg("token-mean", "token loss weights (see Loss)", ("token-mean", "seq-mean", "lambda"))
-    lambda_r: float = arg(0.1, "lambda-GRPO: strength r in h = 1 + r * z (ours)", within="[0, inf)")
-    lambda_lr: float = arg(1e-3, "lambda-GRPO: learning rate of its exponent (ours)", within="[0, inf)")
-    clip_low: float = arg(0.2, "PPO clip range below 1: ratio >= 1 - clip_low", within="[0, 1)")
-    clip_high: float = arg(0.28, "PPO clip range above 1: ratio <= 1 + clip_high", within="[0, inf)")
-    kl_coef: float = arg(0.001, "beta: KL weight to the start model (0 skips loading it)", within="[0, inf)")
-    mini_batches: int = arg(2, "optimizer steps per training step (> 1: clipping acts)", within="[1, inf)")
+    advantage: str = arg("lampo", "lampo (pairwise), grpo (standardised), rloo (leave-one-out) or lpo "
+                         "(listwise)", ("lampo", "grpo", "rloo", "lpo"))
+    tau: float = arg(0.1, "lampo: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
+    rouge_weight: float = arg(0.1, "ROUGE-L's weight in the reward (ours; 0 for GRPO)", within="[0, inf)")
+    lpo_tau: float = arg(0.1, "lpo: reward temperature of its target (ours)", within="(0, inf)")
+    loss_agg: str = arg("token-mean", "token-mean (each token alike), seq-mean (each response alike) or "
+                        "length-pref (learned length preference)", ("token-mean", "seq-mean", "length-pref"))
+    length_pref_strength: float = arg(0.1, "length-pref: how far length moves f (ours)", within="[0, inf)")
+    length_pref_lr: float = arg(1e-3, "length-pref: learning rate of its exponent (ours)", within="[0, inf)")
+    clip_low: float = arg(0.2, "PPO clip: the ratio new/old policy is held >= 1 - this", within="[0, 1)")
+    clip_high: float = arg(0.28, "PPO clip: the ratio is held <= 1 + this", within="[0, inf)")
+    kl_coef: float = arg(0.001, "KL penalty's weight (0 skips loading the start model)", within="[0, inf)")
+    mini_batches: int = arg(2, "optimizer updates per step (> 1: clipping acts)", within="[1, inf)")
     micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient)", within="[1, inf)")
     lr: float = arg(1e-6, "AdamW learning rate", within="(0, inf)")
-    warmup_steps: int = arg(10, "optimizer steps of linear learning-rate warm-up", within="[0, inf)")
+    warmup_updates: int = arg(10, "optimizer updates of linear learning-rate warm-up", within="[0, inf)")
     max_grad_norm: float = arg(1.0, "gradient clipping threshold (inf = off)", within="(0, inf]")
     save_every: int = arg(50, "save a checkpoint every this many steps, and at the end", within="[1, inf)")
     keep_checkpoints: int = arg(2, "how many of the newest checkpoints to keep", within="[1, inf)")
@@ -109,7 +119,7 @@ class Config:
     seed: int = arg(0, "seed for data order and sampling", within="[0, inf)")
 
 # ---- Reward --------------------------------------------------------------------------------------
-#     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)
+#     r_i = correct(y_i) + alpha * ROUGE_L_F1(y_i, reference_solution)        alpha = --rouge-weight
 # ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
 # signal; even a cut-off response earns it. GRPO's std division would blow it up to full size, so the
 # paper's GRPO baseline runs with --rouge-weight 0. train(cfg, reward_fn=...) takes other verifiers.
@@ -230,6 +240,7 @@ def rouge_l_f1(response: str, reference: str) -> float:
 #     lampo: A_i = 1/(G-1) * sum_j lam_ij * (r_i - r_j)
 #            lam_ij = 2 * sigmoid(-sign(r_i - r_j) * (s_i - s_j) / tau)
 #     lpo:   A_i = w*_i - P_i,  P = softmax(s),  w* = softmax(R / tau_lpo + log P)
+# lpo is Listwise Policy Optimization (Qu et al. 2026, arXiv 2605.06139); tau_lpo is --lpo-tau.
 
 def grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1e-4)
@@ -240,12 +251,12 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
 
 def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) -> torch.Tensor:
     G = rewards.shape[-1]
-    gap = rewards[:, :, None] - rewards[:, None, :]                   # [B, G, G]  r_i - r_j
+    reward_gap = rewards[:, :, None] - rewards[:, None, :]            # [B, G, G]  r_i - r_j
     margin = (scores[:, :, None] - scores[:, None, :]) / tau          # [B, G, G]  (s_i - s_j) / tau
     # lam_ij = 2 * (1 - P_policy(the reward-consistent order)): < 1 for pairs the policy already
     # ranks right, > 1 for pairs it ranks wrong. Symmetric, so each group's advantages sum to 0.
-    lam = 2 * torch.sigmoid(-torch.sign(gap) * margin)
-    return (lam * gap).sum(-1) / (G - 1)
+    lam = 2 * torch.sigmoid(-torch.sign(reward_gap) * margin)
+    return (lam * reward_gap).sum(-1) / (G - 1)
 
 def lpo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau_lpo: float) -> torch.Tensor:
     # LPO moves P = softmax(s) towards w* by minimising KL(w* || P_theta), whose gradient is
@@ -271,13 +282,13 @@ LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at on
 
 def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
-    logits = (hidden @ weight.T).float()                               # [B, C, V]
+    logits = (hidden @ weight.T).float()                               # [b, C, V]
     logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_tokens: int,
                    temperature: float = 1.0) -> torch.Tensor:
-    """log-probs of the last n_tokens tokens of each row, [B, n_tokens] float32."""
+    """log-probs of the last n_tokens tokens of each of the b rows, [b, n_tokens] float32."""
     # Left padding shifts each row, so positions come from the mask, not from the column index.
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
@@ -300,17 +311,18 @@ def check_output_layer(model, input_ids: list[int]) -> None:
                          "but lampo's log-probs need logits = hidden @ W.T: use a model like Qwen3 or Llama")
 
 # ---- Loss ----------------------------------------------------------------------------------------
-# PPO's clipped surrogate per token, plus beta times k3, Schulman's unbiased, never negative
-# single-sample estimate of KL(pi_theta || pi_ref):
+# PPO's clipped surrogate per token, plus beta times Schulman's k3 estimate of KL(pi_theta || pi_ref):
+# never negative, and unbiased for tokens drawn from pi_theta. Ours were drawn from pi_old, which is
+# pi_theta only in the first mini-batch, so later mini-batches get a biased estimate.
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
 # eps_high > eps_low is DAPO's "clip-higher" (DAPO: a GRPO variant for long reasoning), which keeps
-# exploring. The loss is sum_t w_t * l_t over a mini-batch, w fixed before micro-batching:
-#     token-mean (DAPO):  w_it = 1 / sum_j |y_j|             every token counts the same
-#     seq-mean (GRPO):    w_it = 1 / (n * |y_i|)             every response counts the same
-#     lambda (λ-GRPO):    w_it = f_i / sum_j |y_j|,  f_i = G * softmax_i(h_i ** e),  h_i = 1 + r * z_i
-# z_i is y_i's length standardised in its group; the exponent e is learned (0 is token-mean).
+# exploring. The loss is sum_t w_t * l_t over a mini-batch of n responses, w fixed before micro-batching:
+#     token-mean (DAPO):     w_it = 1 / sum_j |y_j|                every token counts the same
+#     seq-mean (GRPO):       w_it = 1 / (n * |y_i|)                every response counts the same
+#     length-pref (λ-GRPO):  w_it = f_i / sum_j |y_j|      f_i learned from y_i's length, f = 1 at first
+# λ-GRPO (Wang et al. 2025, arXiv 2510.06870) and its f are in length_pref.py.
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                 weights: torch.Tensor, clip_low: float, clip_high: float,
@@ -329,56 +341,52 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         stats["kl"] = (weights * kl).sum().item()
     return (weights * per_token).sum(), stats
 
-def length_preference(lengths: torch.Tensor, exponent: torch.Tensor, r: float) -> torch.Tensor:
-    """lambda-GRPO's response weights f, [B, G], from the response lengths, [B, G]."""
-    z = (lengths - lengths.mean(-1, keepdim=True)) / (lengths.std(-1, keepdim=True) + 1e-6)
-    h = (1 + r * z).clamp(min=1e-3)                                     # h ** exponent needs h > 0
-    return lengths.shape[-1] * torch.softmax(h ** exponent, -1)
-
-def token_weights(mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = None) -> torch.Tensor:
-    """Weights [n, T] for a mini-batch's response mask [n, T]; f [n] only for lambda-GRPO."""
+def token_weights(response_mask: torch.Tensor, loss_agg: str, f: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights [n, T] for a mini-batch's response mask [n, T]; f [n] only for length-pref."""
     if loss_agg == "seq-mean":
-        return mask / (mask.sum(1, keepdim=True) * len(mask))
-    weights = mask / mask.sum()
+        return response_mask / (response_mask.sum(1, keepdim=True) * len(response_mask))
+    weights = response_mask / response_mask.sum()
     return weights if f is None else weights * f[:, None]
 
 # ---- Update --------------------------------------------------------------------------------------
-# --mini-batches optimizer steps over consecutive rows. The first one's policy is pi_old, so its ratio
+# --mini-batches optimizer updates over consecutive rows. The first one's policy is pi_old, so its ratio
 # is 1 (exactly when pi_old came from the policy's own pass; on CPU, to float32 rounding); later ones
-# see a moved policy, which is when clipping acts. A non-finite loss or gradient skips that step.
+# see a moved policy, which is when clipping acts. A non-finite loss or gradient skips that update.
 # Rows are laid out prompt by prompt (row = prompt * G + g), which viewing [N] as [B, G] relies on.
 
 def update_plan(batch: "Rollouts", cfg: Config) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
     """cfg.mini_batches mini-batches of row indices, each in micro-batches of similar-length rows."""
-    lengths = batch.attention_mask.sum(1)
-    minis = torch.arange(len(lengths)).tensor_split(cfg.mini_batches)
-    return [(mini, mini[lengths[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
+    row_tokens = batch.attention_mask.sum(1)                            # [N] prompt + response tokens
+    minis = torch.arange(len(row_tokens)).tensor_split(cfg.mini_batches)
+    return [(mini, mini[row_tokens[mini].argsort(stable=True)].split(cfg.micro_batch_size)) for mini in minis]
 
 def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, advantages,
-                  cfg: Config, device, preference_exponent: torch.Tensor | None = None) -> tuple[dict, list]:
+                  cfg: Config, device, length_pref: LengthPreference | None = None) -> tuple[dict, list]:
     policy.train()
-    mask = batch.response_mask.to(device)                               # [N, T]
+    response_mask = batch.response_mask.to(device)                      # [N, T]
     totals = dict.fromkeys(("loss", "clip_frac", "kl", "grad_norm", "sampler_logp_gap"), 0.0)
+    lengths = response_mask.sum(1)                                      # [N] response lengths
     finite_updates, plan = [], update_plan(batch, cfg)
     for k, (mini, micros) in enumerate(plan):
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for rows in micros:
-            ids, attn, t = micro_batch(batch, rows, device)
-            # Rebuilt for every backward pass: with lambda-GRPO the weights carry the exponent's gradient.
-            f = None if preference_exponent is None else length_preference(
-                mask.sum(1).view(-1, cfg.group_size), preference_exponent, cfg.lambda_r).flatten()[mini]
-            weights = torch.zeros_like(mask).index_put((mini,), token_weights(mask[mini], cfg.loss_agg, f))
+            ids, attn, n_tokens = micro_batch(batch, rows, device)
+            micro = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
+            # Rebuilt for every backward pass: with length-pref the weights carry the exponent's gradient.
+            f = None if length_pref is None else length_pref(lengths.view(-1, cfg.group_size)).flatten()[mini]
+            mini_weights = token_weights(response_mask[mini], cfg.loss_agg, f)               # [n, T]
+            weights = torch.zeros_like(response_mask).index_put((mini,), mini_weights)       # [N, T]
             with autocast(device):
-                logp = token_logprobs(policy, ids, attn, t, cfg.temperature)
-            micro_ref = None if ref_logp is None else ref_logp[rows, :t].to(device)
-            loss, stats = policy_loss(logp, batch.old_logp[rows, :t].to(device), advantages[rows].to(device),
-                                      weights[rows, :t], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
+                logp = token_logprobs(policy, ids, attn, n_tokens, cfg.temperature)
+            micro_ref = None if ref_logp is None else ref_logp[micro].to(device)
+            loss, stats = policy_loss(logp, batch.old_logp[micro].to(device), advantages[rows].to(device),
+                                      weights[micro], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
             if k == 0:  # the policy has not moved yet: how far is the sampler's copy from it?
-                gap = (logp.detach() - batch.sampler_logp[rows, :t].to(device)).abs() * mask[rows, :t]
-                totals["sampler_logp_gap"] += gap.sum().item() / mask[mini].sum().item()
+                gap = (logp.detach() - batch.sampler_logp[micro].to(device)).abs() * response_mask[micro]
+                totals["sampler_logp_gap"] += gap.sum().item() / response_mask[mini].sum().item()
             for key, value in stats.items():
                 totals[key] += value / len(plan)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm))
@@ -394,7 +402,8 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
     return totals, finite_updates
 
 # ---- Sampling ------------------------------------------------------------------------------------
-# A plain decode loop: prefill each distinct prompt once and copy its KV cache to its G rows, then one
+# A plain decode loop. The prefill, one forward pass over all of a distinct prompt's positions, fills
+# its KV cache (each layer's attention keys and values), then copied to the prompt's G rows; then one
 # forward pass per token. The cache is allocated whole up front (a too-large batch fails at once), but
 # attention reads only its filled part. Each token's log_softmax(logits / temperature) is kept: pi_old
 # where the policy samples for itself. A response ends at its FIRST end token (Qwen3 pads with one).
@@ -417,7 +426,7 @@ def padded(rows: list, value: float, side: str) -> tuple[torch.Tensor, torch.Ten
     """The rows as one [len(rows), longest] tensor, filled with value on that side, and its 0/1 mask."""
     tensors = [torch.tensor(row) for row in rows]
     pad = lambda seqs, fill: pad_sequence(seqs, batch_first=True, padding_value=fill, padding_side=side)
-    return pad(tensors, value), pad([torch.ones_like(t) for t in tensors], 0)
+    return pad(tensors, value), pad([torch.ones_like(tensor) for tensor in tensors], 0)
 
 def truncate_distribution(logp: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """logp [N, V], -inf outside the top_k likeliest tokens and the top_p nucleus (HF's own warpers)."""
@@ -437,32 +446,32 @@ class FilledKVLayer(StaticLayer):
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch.Tensor, ...]:
+def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tuple[torch.Tensor, ...]:
     """Sampled ids and their log-probs, [N, <= max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
-    ids, mask = (t.to(device) for t in padded(distinct, s.pad_id, "left"))
+    ids, attn = (x.to(device) for x in padded(distinct, sampling.pad_id, "left"))
     width = ids.shape[1]
     layers = model.config.num_hidden_layers
-    cache = Cache(layers=[FilledKVLayer(width + s.max_new_tokens) for _ in range(layers)])
-    position = mask.cumsum(-1) - 1
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position.clamp(min=0), cache=cache,
-                use_cache=True, logits_to_keep=1)
+    cache = Cache(layers=[FilledKVLayer(width + sampling.max_new_tokens) for _ in range(layers)])
+    position = attn.cumsum(-1) - 1
+    prefill = model(input_ids=ids, attention_mask=attn, position_ids=position.clamp(min=0), cache=cache,
+                    use_cache=True, logits_to_keep=1)
     prefill_row = torch.tensor([distinct.index(tuple(p)) for p in prompt_ids], device=device)   # [N]
     cache.reorder_cache(prefill_row)           # each distinct prompt's keys and values, copied to its rows
-    logits, position = out.logits[prefill_row, -1], position[prefill_row, -1:]
-    mask = torch.cat([mask[prefill_row], mask.new_zeros(len(prefill_row), s.max_new_tokens)], 1)
-    end_ids = torch.tensor(s.end_ids, dtype=torch.long, device=device)
+    logits, position = prefill.logits[prefill_row, -1], position[prefill_row, -1:]
+    attn = torch.cat([attn[prefill_row], attn.new_zeros(len(prefill_row), sampling.max_new_tokens)], 1)
+    end_ids = torch.tensor(sampling.end_ids, dtype=torch.long, device=device)
     ended = torch.zeros(len(prefill_row), dtype=torch.bool, device=device)
     lengths = torch.zeros(len(prefill_row), dtype=torch.long, device=device)   # through the first end token
     tokens, logprobs = [], []
-    for t in range(s.max_new_tokens):
+    for t in range(sampling.max_new_tokens):
         if t > 0:                                        # token 0's logits came from the prefill
-            mask[:, width + t - 1], position = 1, position + 1
-            logits = model(input_ids=token, attention_mask=mask[:, :width + t], position_ids=position,
+            attn[:, width + t - 1], position = 1, position + 1
+            logits = model(input_ids=token, attention_mask=attn[:, :width + t], position_ids=position,
                            cache=cache, use_cache=True).logits[:, -1]
-        logp = torch.log_softmax(logits.float() / s.temperature, -1)                  # [N, V]
-        token = torch.multinomial(truncate_distribution(logp, s.top_k, s.top_p).exp(), 1)   # [N, 1]
+        logp = torch.log_softmax(logits.float() / sampling.temperature, -1)             # [N, V]
+        token = torch.multinomial(truncate_distribution(logp, sampling.top_k, sampling.top_p).exp(), 1)
         tokens.append(token)
         logprobs.append(logp.gather(-1, token))
         lengths += ~ended
@@ -471,23 +480,24 @@ def sample_chunk(model, prompt_ids: list[list[int]], s: Sampling) -> tuple[torch
             break
     return torch.cat(tokens, 1), torch.cat(logprobs, 1), lengths
 
-def sample_responses(model, prompt_ids: list[list[int]], s: Sampling,
+def sample_responses(model, prompt_ids: list[list[int]], sampling: Sampling,
                      batch_size: int) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     """Per prompt row: the response's ids as sampled, their log-probs, and whether it was cut off."""
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
     responses, logprobs = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], s)
+        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], sampling)
         for row, row_logp, n in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
             responses.append(row[:n])
             logprobs.append(row_logp[:n])
-    truncated = [response[-1] not in s.end_ids for response in responses]     # no end token: cut off
+    truncated = [response[-1] not in sampling.end_ids for response in responses]     # no end token: cut off
     return responses, logprobs, truncated
 
 # ---- Rollout batch -------------------------------------------------------------------------------
-# A step's N sequences in one layout: prompt left-padded to W columns, response right-padded to T.
-# Every response then starts at column W, so log-probs and the response mask are plain [N, T]
-# tensors. Each micro-batch is cut to the columns its own rows need.
+# A step's N = B * G sequences (B prompts, G responses each) in one layout: prompt left-padded to W
+# columns, response right-padded to T. Every response then starts at column W, so log-probs and the
+# response mask are plain [N, T] tensors. A mini-batch holds n of the rows and a micro-batch b, cut
+# to the columns its own rows need.
 
 @dataclass
 class Rollouts:
@@ -507,24 +517,24 @@ def pack_rollouts(prompt_ids: list[list[int]], responses: list[list[int]], logpr
                     response_mask.float(), logp, logp)
 
 def micro_batch(batch: Rollouts, rows: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """input_ids and attention_mask of these rows, trimmed to their longest prompt and response."""
+    """These rows' input_ids and attention_mask, cut to their longest prompt and response; that length."""
     W = batch.input_ids.shape[1] - batch.response_mask.shape[1]
-    w = int(batch.attention_mask[rows, :W].sum(1).max())
-    t = int(batch.response_mask[rows].sum(1).max())
-    cols = slice(W - w, W + t)
-    return batch.input_ids[rows, cols].to(device), batch.attention_mask[rows, cols].to(device), t
+    longest_prompt = int(batch.attention_mask[rows, :W].sum(1).max())
+    n_tokens = int(batch.response_mask[rows].sum(1).max())
+    cols = slice(W - longest_prompt, W + n_tokens)
+    return batch.input_ids[rows, cols].to(device), batch.attention_mask[rows, cols].to(device), n_tokens
 
 @torch.no_grad()
 def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tensor:
     """Log-probs of every response under `model`, [N, T], with the update's micro-batches and numerics."""
     model.eval()
-    out = torch.zeros_like(batch.response_mask)
+    logp = torch.zeros_like(batch.response_mask)
     for _, micros in update_plan(batch, cfg):
         for rows in micros:
-            ids, attn, t = micro_batch(batch, rows, device)
+            ids, attn, n_tokens = micro_batch(batch, rows, device)
             with autocast(device):
-                out[rows, :t] = token_logprobs(model, ids, attn, t, cfg.temperature).cpu()
-    return out * batch.response_mask
+                logp[rows, :n_tokens] = token_logprobs(model, ids, attn, n_tokens, cfg.temperature).cpu()
+    return logp * batch.response_mask
 
 # ---- Training loop -------------------------------------------------------------------------------
 # Each step: sample group_size responses for each of prompts_per_step problems, score them, get
@@ -541,8 +551,9 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     examples, dropped = load_examples(cfg)    # before the models load: bad data fails in seconds
     torch.manual_seed(cfg.seed)
     tokenizer, policy, sampler, ref = load_models(cfg, device, str(resume_from or cfg.model))
-    exponent = torch.zeros((), device=device, requires_grad=True) if cfg.loss_agg == "lambda" else None
-    optimizer, scheduler = make_optimizer(policy, cfg, exponent)
+    length_pref = (LengthPreference(cfg.length_pref_strength).to(device)    # trained with the policy
+                   if cfg.loss_agg == "length-pref" else None)
+    optimizer, scheduler = make_optimizer(policy, cfg, length_pref)
     pad_id, end_ids = tokenizer.pad_token_id, end_token_ids(policy, tokenizer)
     sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, end_ids, pad_id)
     reward_fn = reward_fn or (lambda text, ex: reward(text, ex, cfg.rouge_weight))
@@ -554,7 +565,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     if device.type == "cpu":
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
     log(f"{len(examples)} training problems from {cfg.dataset} ({dropped} rows dropped: no gold answer)")
-    step, data_position = restore(resume_from, optimizer, scheduler, exponent) if resume_from else (0, 0)
+    step, data_position = restore(resume_from, optimizer, scheduler, length_pref) if resume_from else (0, 0)
     for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
         trim_jsonl(out / name, step)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -589,7 +600,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
             scores = (batch.old_logp.sum(1) / lengths).view(-1, cfg.group_size)       # s_i
             advantages = ADVANTAGES[cfg.advantage](rewards, scores, cfg).flatten()     # [N]
             stats, finite_updates = update_policy(policy, optimizer, scheduler, batch, ref_logp, advantages,
-                                                  cfg, device, exponent)
+                                                  cfg, device, length_pref)
             if sampler is not policy:
                 sampler.load_state_dict(policy.state_dict())
             step, data_position = step + 1, data_position + cfg.prompts_per_step
@@ -604,8 +615,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                        **stats, "skipped_updates": finite_updates.count(False),
                        "time_generate": t1 - t0, "time_reward": t2 - t1, "time_logprobs": t3 - t2,
                        "time_update": t4 - t3, "time_step": t4 - t0}
-            if exponent is not None:
-                metrics["preference_exponent"] = exponent.item()
+            if length_pref is not None:
+                metrics["preference_exponent"] = length_pref.exponent.item()
             if device.type == "cuda":
                 metrics["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()           # so the next step's peak is its own
@@ -625,7 +636,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
                 log(f"step {step}: skipped {metrics['skipped_updates']} update(s): NaN/inf loss or gradient")
             if step % cfg.save_every == 0 or step == cfg.steps or stop_requested or bad_updates_in_a_row >= 3:
                 path = save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, data_position,
-                                       cfg.keep_checkpoints, exponent)
+                                       cfg.keep_checkpoints, length_pref)
             if bad_updates_in_a_row >= 3:
                 raise FloatingPointError(f"NaN/inf loss or gradient for 3 updates in a row at step {step} "
                                          f"(saved {path}); lower --lr or check the reward function")
@@ -708,9 +719,9 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
     return ids
 
 # ---- Models and precision ------------------------------------------------------------------------
-# On CUDA the policy keeps fp32 master weights and AdamW state and computes in bf16 (autocast): an
-# AdamW step at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8. Sampling uses
-# a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
+# On CUDA the policy keeps fp32 master weights (the copy AdamW updates) and AdamW state, and computes
+# in bf16 (autocast): an update at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8.
+# Sampling uses a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
 # smoke runs) everything is float32 and the policy samples for itself.
 
 def pick_device(name: str) -> torch.device:
@@ -751,14 +762,15 @@ def load_models(cfg: Config, device: torch.device, start_from: str):
     ref = load_model(cfg.model, device, sampler.dtype) if cfg.kl_coef > 0 else None  # the initial model
     return tokenizer, policy, sampler, ref
 
-def make_optimizer(policy, cfg: Config, preference_exponent: torch.Tensor | None = None):
+def make_optimizer(policy, cfg: Config, length_pref: LengthPreference | None = None):
     """AdamW (fused on CUDA: one kernel for all parameters) with a linear warm-up."""
     groups = [{"params": list(policy.parameters())}]
-    if preference_exponent is not None:
-        groups.append({"params": [preference_exponent], "lr": cfg.lambda_lr})
+    if length_pref is not None:
+        groups.append({"params": list(length_pref.parameters()), "lr": cfg.length_pref_lr})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, fused=policy.device.type == "cuda")
-    warmup = max(1, cfg.warmup_steps)                  # update k (from 0): lr * min(1, (k + 1) / warmup)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1, (k + 1) / warmup))
+    warmup = max(1, cfg.warmup_updates)                # update k (from 0): lr * min(1, (k + 1) / warmup)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup - 1)
+    return optimizer, scheduler
 
 # ---- Checkpoints ---------------------------------------------------------------------------------
 # Hugging Face folders (fp32 weights and tokenizer, loadable by AutoModelForCausalLM and vLLM) plus
@@ -790,12 +802,13 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
     return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
-                    keep: int, preference_exponent: torch.Tensor | None) -> Path:
+                    keep: int, length_pref: LengthPreference | None) -> Path:
     final, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "data_position": data_position, "preference_exponent": preference_exponent,
+    torch.save({"step": step, "data_position": data_position,
+                "length_pref": None if length_pref is None else length_pref.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                tmp / "trainer_state.pt")
@@ -804,8 +817,8 @@ def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, sche
         shutil.rmtree(old, ignore_errors=True)
     return final
 
-def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> tuple[int, int]:
-    """Load trainer_state.pt into optimizer, scheduler, exponent and RNGs; returns (step, data position)."""
+def restore(checkpoint_dir: Path, optimizer, scheduler, length_pref) -> tuple[int, int]:
+    """Load trainer_state.pt into optimizer, scheduler, length_pref and RNGs; return (step, data position)."""
     path = checkpoint_dir / "trainer_state.pt"
     try:  # plain data only, so a shared checkpoint cannot run code; on CPU whatever device saved it
         state = torch.load(path, weights_only=True, map_location="cpu")
@@ -814,8 +827,8 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, preference_exponent) -> 
                          "more could run code: start anew, or resume from a checkpoint you trust") from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if preference_exponent is not None:
-        preference_exponent.data.copy_(state["preference_exponent"])
+    if length_pref is not None:
+        length_pref.load_state_dict(state["length_pref"])
     torch.set_rng_state(state["torch_rng"])
     torch.cuda.set_rng_state_all(state["cuda_rng"] or [])    # one state per GPU saved; None in older runs
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
@@ -871,7 +884,7 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description="LamPO: RL with verifiable rewards for reasoning LLMs.",
+    parser = argparse.ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(Config):
         flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
@@ -880,7 +893,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
             kind = {"action": "store_true" if f.default is False else argparse.BooleanOptionalAction}
         else:
             kind = {"type": {int: int, float: float}.get(f.type, str), "choices": choices}
-        parser.add_argument(flag, default=f.default, help=help, **kind)
+        default = argparse.SUPPRESS if f.default is None else f.default  # no "(default: None)": Config's None
+        parser.add_argument(flag, default=default, help=help, **kind)
     return Config(**vars(parser.parse_args(argv)))
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from rouge_score import rouge_scorer
 
 import eval as lampo_eval
 import lampo
+from length_pref import LengthPreference
 from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
 from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
                    reward, rloo_advantages, rouge_l_f1, token_logprobs)
@@ -83,7 +84,7 @@ def math_jsonl(tmp_path_factory):
 def tiny_config(model_dir, data, out, **overrides):
     settings = dict(model=model_dir, dataset=data, output_dir=str(out), steps=2, prompts_per_step=2,
                     group_size=4, max_new_tokens=8, gen_batch_size=8, micro_batch_size=4, kl_coef=0.001,
-                    lr=1e-3, warmup_steps=1, save_every=1, log_samples_every=1, device="cpu")
+                    lr=1e-3, warmup_updates=1, save_every=1, log_samples_every=1, device="cpu")
     return Config(**{**settings, **overrides})
 
 
@@ -216,26 +217,34 @@ def test_lpo_gives_signal_at_reasoning_lengths():
     assert (used[mixed].abs() > 0.01).double().mean() > 0.9
 
 
-def length_preference_reference(lengths, lam, r):
+def length_preference_reference(lengths, lam, strength):
     out = []
     for group in lengths:
         mean = sum(group) / len(group)
         std = math.sqrt(sum((x - mean) ** 2 for x in group) / (len(group) - 1))
-        h = [max(1 + r * (x - mean) / (std + 1e-6), 1e-3) ** lam for x in group]
+        h = [max(1 + strength * (x - mean) / (std + 1e-6), 1e-3) ** lam for x in group]
         out.append([len(group) * math.exp(v) / sum(math.exp(u) for u in h) for v in h])
     return torch.tensor(out, dtype=torch.float64)
+
+
+def length_preference(lengths, exponent, strength):
+    """f from a LengthPreference whose learned exponent is set to exponent, in the lengths' dtype."""
+    module = LengthPreference(strength).to(lengths.dtype)
+    with torch.no_grad():
+        module.exponent.fill_(exponent)
+    return module(lengths)
 
 
 def test_lambda_grpo_weights():
     lengths = torch.tensor([[3.0, 10, 4, 40], [7, 7, 7, 7]], dtype=torch.float64)
     for lam in (0.5, -2.0, 3.0):
-        torch.testing.assert_close(lampo.length_preference(lengths, torch.tensor(lam, dtype=torch.float64), 0.3),
+        torch.testing.assert_close(length_preference(lengths, lam, 0.3),
                                    length_preference_reference(lengths.tolist(), lam, 0.3))
-    f = lampo.length_preference(lengths, torch.tensor(2.0, dtype=torch.float64), 0.3)
+    f = length_preference(lengths, 2.0, 0.3)
     assert f[0, 3] > f[0, 1] > f[0, 0]                             # lam > 0 favours long responses
     mask = torch.tensor([[1.0, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]])
-    f0 = lampo.length_preference(torch.tensor([[3.0, 1, 2]]), torch.tensor(0.0), 0.3).flatten()
-    assert torch.equal(lampo.token_weights(mask, "lambda", f0), lampo.token_weights(mask, "token-mean"))
+    f0 = length_preference(torch.tensor([[3.0, 1, 2]]), 0.0, 0.3).flatten()
+    assert torch.equal(lampo.token_weights(mask, "length-pref", f0), lampo.token_weights(mask, "token-mean"))
     assert torch.equal(lampo.token_weights(mask, "token-mean"), mask / 6)
     torch.testing.assert_close(lampo.token_weights(mask, "seq-mean").sum(1), torch.full((3,), 1 / 3))
 
@@ -815,9 +824,9 @@ def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypat
     torch.manual_seed(0)
     responses, logprobs, _ = lampo.sample_responses(model, prompts, sampling, batch_size=4)
     batch = lampo.pack_rollouts(prompts, responses, logprobs, tokenizer.pad_token_id)
-    ids, attn, t = lampo.micro_batch(batch, torch.arange(len(prompts)), "cpu")
+    ids, attn, n_tokens = lampo.micro_batch(batch, torch.arange(len(prompts)), "cpu")
     with torch.no_grad():
-        recomputed = token_logprobs(model, ids, attn, t, temperature=0.7) * batch.response_mask
+        recomputed = token_logprobs(model, ids, attn, n_tokens, temperature=0.7) * batch.response_mask
     assert len(set(map(tuple, responses))) > 1 and batch.response_mask.sum() > len(prompts)
     torch.testing.assert_close(batch.old_logp, recomputed, atol=1e-5, rtol=0)
 
@@ -930,13 +939,14 @@ def test_micro_batches_group_rows_of_similar_length(model, tokenizer, monkeypatc
 def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
     batch = step_batch(tokenizer)
     policy = copy.deepcopy(model)
-    cfg = Config(micro_batch_size=4, mini_batches=1, kl_coef=0.0, loss_agg="lambda", group_size=4, lambda_lr=0.1)
-    lam = torch.zeros((), requires_grad=True)
-    optimizer, scheduler = lampo.make_optimizer(policy, cfg, lam)
+    cfg = Config(micro_batch_size=4, mini_batches=1, kl_coef=0.0, loss_agg="length-pref", group_size=4,
+                 length_pref_lr=0.1)
+    length_pref = LengthPreference(cfg.length_pref_strength)
+    optimizer, scheduler = lampo.make_optimizer(policy, cfg, length_pref)
     batch = dataclasses.replace(batch, old_logp=lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu")))
     lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg,
-                        torch.device("cpu"), lam)
-    assert lam.item() != 0.0
+                        torch.device("cpu"), length_pref)
+    assert length_pref.exponent.item() != 0.0
 
 
 def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
@@ -995,7 +1005,7 @@ def test_each_mini_batch_steps_on_its_own_gradient(model, tokenizer):
 
 def test_fp32_master_weights_keep_updates_that_bf16_rounds_away(model):
     """One AdamW step at lr 1e-6 moves each weight by ~1e-6: kept in fp32, lost in bf16."""
-    cfg = Config(lr=1e-6, warmup_steps=1)
+    cfg = Config(lr=1e-6, warmup_updates=1)
     updated = {}
     for dtype in (torch.float32, torch.bfloat16):
         policy = copy.deepcopy(model).to(dtype).train()
@@ -1060,13 +1070,13 @@ def train_on_digits(tiny_model, toy_jsonl, tmp_path, **overrides):
 
 
 @pytest.mark.parametrize("advantage, loss_agg", [("lampo", "token-mean"), ("grpo", "token-mean"),
-                                               ("lpo", "token-mean"), ("grpo", "lambda")])
+                                               ("lpo", "token-mean"), ("grpo", "length-pref")])
 def test_training_lifts_a_verifiable_reward(tiny_model, toy_jsonl, tmp_path, advantage, loss_agg):
     history = train_on_digits(tiny_model, toy_jsonl, tmp_path, advantage=advantage, loss_agg=loss_agg)
     assert any(r["clip_frac"] > 0 for r in history)            # the second mini-batch really clips
     # the first mini-batch's policy is the sampler (float32 on CPU): the kept log-probs are pi_old to rounding
     assert max(r["sampler_logp_gap"] for r in history) < 1e-5
-    assert ("preference_exponent" in history[-1]) == (loss_agg == "lambda")
+    assert ("preference_exponent" in history[-1]) == (loss_agg == "length-pref")
 
 
 def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_path, monkeypatch):
@@ -1161,10 +1171,10 @@ def quick_run(args):
 
 
 def test_logged_lr_follows_the_warmup_across_a_resume(good_args, tmp_path):
-    """Optimizer update k (0-based) runs at lr * min(1, (k + 1) / warmup_steps), and a step logs the
+    """Optimizer update k (0-based) runs at lr * min(1, (k + 1) / warmup_updates), and a step logs the
     rate of its last update: with 2 mini-batches, k = 2 * step - 1. Steps 3 and 4 run after a resume,
     so the schedule must continue from the checkpoint, not restart."""
-    args = quick_run(with_arg(good_args, "--steps", "2")) + ["--lr", "1e-3", "--warmup-steps", "7",
+    args = quick_run(with_arg(good_args, "--steps", "2")) + ["--lr", "1e-3", "--warmup-updates", "7",
                                                              "--mini-batches", "2"]
     lampo.main(args)
     lampo.main(with_arg(args, "--steps", "4") + ["--resume"])
@@ -1275,7 +1285,7 @@ def test_readme_lists_the_papers_comparisons_as_runnable_commands():
         lampo.validate(cfg)
     expected = {"runs/lampo": ("lampo", "token-mean", 0.1), "runs/grpo": ("grpo", "token-mean", 0.0),
                 "runs/lampo-no-rouge": ("lampo", "token-mean", 0.0), "runs/rloo": ("rloo", "token-mean", 0.1),
-                "runs/lambda-grpo": ("grpo", "lambda", 0.0), "runs/lpo": ("lpo", "token-mean", 0.1)}
+                "runs/lambda-grpo": ("grpo", "length-pref", 0.0), "runs/lpo": ("lpo", "token-mean", 0.1)}
     assert {out: (c.advantage, c.loss_agg, c.rouge_weight) for out, c in configs.items()} == expected
 
 
@@ -1344,7 +1354,7 @@ def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
     checkpoint without trainer_state.pt has no optimizer: each is one line and exit 2, not a traceback."""
     lampo.main(with_arg(good_args, "--save-every", "1"))
     capsys.readouterr()
-    err = run_main_expecting_error(capsys, with_arg(good_args, "--loss-agg", "lambda") + ["--resume"])
+    err = run_main_expecting_error(capsys, with_arg(good_args, "--loss-agg", "length-pref") + ["--resume"])
     assert "this run started from --loss-agg token-mean; pass the same --loss-agg" in err and "\n" not in err, err
     config = tmp_path / "out/config.json"
     started = config.read_text()
@@ -1427,7 +1437,7 @@ def test_a_lambda_grpo_resume_continues_its_learned_exponent(tiny_model, math_js
     every step as one that never stopped. Half the vocabulary ends a response, so lengths differ
     within a group and the exponent gets a gradient."""
     monkeypatch.setattr(lampo, "end_token_ids", lambda model, tokenizer: tuple(range(0, 256, 2)))
-    cfg = tiny_config(tiny_model, math_jsonl, tmp_path / "full", steps=4, loss_agg="lambda", lambda_lr=0.1,
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path / "full", steps=4, loss_agg="length-pref", length_pref_lr=0.1,
                       save_every=2, log_samples_every=0)
     full = [r["preference_exponent"] for r in lampo.train(cfg)]
     split = dataclasses.replace(cfg, output_dir=str(tmp_path / "split"))

@@ -133,10 +133,10 @@ def main():
 
     def lampo_update():
         for rows in micros:
-            ids, attention, t = lampo.micro_batch(batch, rows, "cpu")
-            logp = lampo.token_logprobs(policy, ids, attention, t, 1.0)
-            loss, _ = lampo.policy_loss(logp, batch.old_logp[rows, :t], advantages[rows], weights[rows, :t],
-                                        0.2, 0.28)
+            ids, attention, n_tokens = lampo.micro_batch(batch, rows, "cpu")
+            logp = lampo.token_logprobs(policy, ids, attention, n_tokens, 1.0)
+            loss, _ = lampo.policy_loss(logp, batch.old_logp[rows, :n_tokens], advantages[rows],
+                                        weights[rows, :n_tokens], 0.2, 0.28)
             start = time.perf_counter()
             loss.backward()
             backward_s[-1] += time.perf_counter() - start

@@ -52,7 +52,7 @@ Same on both sides (every setting, so nothing favours one):
     on CPU), lr 1e-6, weight decay 0, max_grad_norm 1.0, clip range 0.2 / 0.28 (TRL epsilon /
     epsilon_high), KL beta 0 on both (lampo kl_coef=0 and TRL beta=0.0 both skip loading a
     reference model), token-mean loss (TRL loss_type "dapo", its default; lampo's default), a constant
-    learning rate (TRL lr_scheduler_type="constant", warmup 0; lampo warmup_steps=1, which is constant),
+    learning rate (TRL lr_scheduler_type="constant", warmup 0; lampo warmup_updates=1, which is constant),
     advantage: lampo's own (--advantage lampo), TRL's group-normalised one (its default); both cost
     microseconds. seed 0 on both.
   * activation checkpointing on both, non-reentrant (lampo always enables it; TRL
@@ -229,7 +229,7 @@ def lampo_config(args, model_dir: str, data_file: str, work: Path, run_id: str):
         prompts_per_step=args.prompts_per_step, group_size=args.group_size,
         max_new_tokens=args.max_new_tokens,
         temperature=1.0, top_p=1.0, gen_batch_size=N, advantage="lampo", kl_coef=0.0, mini_batches=1,
-        micro_batch_size=args.micro_batch_size, lr=1e-6, warmup_steps=1, max_grad_norm=1.0,
+        micro_batch_size=args.micro_batch_size, lr=1e-6, warmup_updates=1, max_grad_norm=1.0,
         clip_low=0.2, clip_high=0.28, save_every=HUGE, log_samples_every=0, device="cpu", seed=0)
 
 
