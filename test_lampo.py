@@ -1952,6 +1952,20 @@ def test_eval_one_model_folder_written_two_ways_is_one_setting(tiny_model, bench
 
 
 # -----------------------------------------------------------------------------
+# CUDA attention: cuDNN's SDPA backward can return NaN gradients under padding masks
+# (pytorch/pytorch#196678, huggingface/trl#7181), so picking the device turns it off until a GPU run
+# of bench/gpu_check.py shows otherwise. The flag is global and read by CUDA alone, so CPU can check it.
+
+def test_picking_the_device_turns_cudnn_attention_off():
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        lampo.pick_device("cpu")
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+
+
+# -----------------------------------------------------------------------------
 # bench/bench_gpu_step.py: it needs a GPU, which is seldom lent, so a tiny CPU run keeps it working
 
 def test_gpu_step_benchmark_runs_on_cpu(tmp_path):
