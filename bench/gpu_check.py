@@ -620,7 +620,7 @@ def main(argv=None):
     parser.add_argument("--size", choices=sorted(SIZES), default="qwen3-1.7b", help="model architecture")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="as lampo's --device")
-    parser.add_argument("--budget-s", type=float, default=450,
+    parser.add_argument("--budget-s", type=float, default=420,
                         help="seconds for the whole run; a check that would run past them is skipped")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args(argv)
