@@ -243,6 +243,8 @@ def sdpa_ops(prof, phase: str) -> list[str]:
 # ---- the checks ----------------------------------------------------------------------------------
 
 class Check:
+    """The checks, as methods that return their figures; they share the loaded models and prompts."""
+
     def __init__(self, run: Run, cfg, models, prompt_ids, size):
         self.run, self.cfg, (self.tokenizer, self.policy, self.sampler, self.ref) = run, cfg, models
         self.prompt_ids = prompt_ids                      # [N], prompt by prompt, G copies each
