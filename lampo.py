@@ -721,14 +721,15 @@ def encode_prompts(tokenizer, prompts: list[str], max_new_tokens: int, context: 
 # ---- Models and precision ------------------------------------------------------------------------
 # On CUDA the policy keeps fp32 master weights (the copy AdamW updates) and AdamW state, and computes
 # in bf16 (autocast): an update at lr 1e-6 moves a weight by ~1e-6, below bf16's resolution |w| * 2^-8.
-# Sampling uses a bf16 copy, re-synced every step, as decoding is bound by reading the weights. On CPU (tests,
-# smoke runs) everything is float32 and the policy samples for itself.
+# Sampling uses a bf16 copy, re-synced every step, as decoding is bound by reading the weights (on CPU:
+# float32, no copy).
 
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: NaN grads under padding (pytorch#196678)
     return torch.device(name)
 
 def autocast(device: torch.device):
