@@ -411,7 +411,7 @@ class Check:
         batch.old_logp = lampo.rollout_logprobs(self.policy, batch, self.cfg, self.device)    # as on CUDA
         return batch
 
-    def watched_update(self, batch, cfg, optimizer, scheduler, ref_logp, exponent=None):
+    def watched_update(self, batch, cfg, optimizer, scheduler, ref_logp, length_pref=None):
         """lampo.update_policy, with each policy_loss call's max |log-ratio| and clip fraction kept."""
         calls, loss = [], lampo.policy_loss
 
@@ -428,14 +428,14 @@ class Check:
         lampo.policy_loss = watched
         try:
             totals, finite = lampo.update_policy(self.policy, optimizer, scheduler, batch, ref_logp,
-                                                 advantages, cfg, self.device, exponent)
+                                                 advantages, cfg, self.device, length_pref)
         finally:
             lampo.policy_loss = loss
         first = len(lampo.update_plan(batch, cfg)[0][1])          # micro-batches in the first mini-batch
         return totals, finite, calls[:first]
 
     def first_update(self):
-        cfg = replace(self.cfg, loss_agg="lambda")
+        cfg = replace(self.cfg, loss_agg="length-pref")
         # Sampled as lampo samples, not forced: forcing would change the sampler's own log-probs.
         responses, logprobs, _ = lampo.sample_responses(self.sampler, self.prompt_ids,
                                                         self.sampling(self.decode_tokens), cfg.gen_batch_size)
@@ -446,9 +446,10 @@ class Check:
         logprobs = [lp[:n] for lp, n in zip(logprobs, keep)]
         batch = self.rollouts(responses, logprobs)
         ref_logp = lampo.rollout_logprobs(self.ref, batch, cfg, self.device) if self.ref is not None else None
-        exponent = torch.zeros((), device=self.device, requires_grad=True)
-        optimizer, scheduler = lampo.make_optimizer(self.policy, cfg, exponent)
-        totals, finite, first = self.watched_update(batch, cfg, optimizer, scheduler, ref_logp, exponent)
+        length_pref = lampo.LengthPreference(cfg.length_pref_strength).to(self.device)
+        exponent = length_pref.exponent
+        optimizer, scheduler = lampo.make_optimizer(self.policy, cfg, length_pref)
+        totals, finite, first = self.watched_update(batch, cfg, optimizer, scheduler, ref_logp, length_pref)
         fused = optimizer.param_groups[0].get("fused")
         state = optimizer.state[exponent]
         del optimizer, scheduler
