@@ -1868,9 +1868,13 @@ def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, caps
     expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'",
                        "aime24, aime25, math500, gpqa_diamond")
     expect_usage_error(capsys, [*base, "--benchmarks", str(tmp_path / "missing.jsonl")], "not found")
-    no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "solution": "2"}])
-    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'",
-                       "it has: problem, solution")
+    no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "text": "2"}])
+    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'solution'",
+                       "it has: problem, text", "--answer-field")
+    no_box = write_jsonl(tmp_path / "no_box.jsonl", [{"problem": "1+1?", "solution": "2"}])
+    expect_usage_error(capsys, [*base, "--benchmarks", no_box], "no row of",
+                       "gold answer in column 'solution'")
+    expect_usage_error(capsys, [*base, "--benchmarks", no_box, "--answer-field", "gold"], "no column 'gold'")
     wrong_columns = write_jsonl(tmp_path / "aime_like.jsonl", [{"Problem": "1+1?", "Answer": "2"}])
     monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime25", lampo_eval.Benchmark(wrong_columns))
     expect_usage_error(capsys, [*base, "--benchmarks", "aime25"], "no column 'problem', 'answer'")
@@ -1879,6 +1883,68 @@ def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, caps
                        "model path not found")
     expect_usage_error(capsys, [*base, "--samples", "0"], "--samples must be at least 1")
     expect_usage_error(capsys, [*base, "--temperature", "0"], "--temperature must be positive")
+
+
+def test_eval_a_bad_flag_value_gets_one_line(capsys):
+    for argv, fragment in ((["--samples", "x"], "argument --samples: invalid int value: 'x'"),
+                           (["--device", "gpu"], "argument --device: invalid choice: 'gpu'")):
+        with pytest.raises(SystemExit) as exit_info:
+            lampo_eval.main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, err
+        assert err.startswith("error: " + fragment) and err.endswith("; see --help\n"), err
+
+
+def test_eval_an_offline_registry_benchmark_names_its_copy_in_testdata(tiny_model, tmp_path, capsys,
+                                                                       monkeypatch):
+    """Offline (test_lampo sets HF_HUB_OFFLINE) the hub's MATH-500 cannot load: the error names the local
+    copy (by its full path here, outside the repository), and that copy is the benchmark's 500 problems."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--model", tiny_model, "--benchmarks", "math500", "--output-dir", str(tmp_path / "e")]
+    expect_usage_error(capsys, argv, "HuggingFaceH4/MATH-500", f"--benchmarks {TEST_DATA / 'math500.jsonl'}")
+    name, bench = lampo_eval.resolve_benchmark(str(TEST_DATA / "math500.jsonl"))
+    problems = lampo_eval.load_problems(name, bench)
+    assert name == "math500" and len(problems) == 500
+    assert problems[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+
+
+def test_eval_reads_a_lampo_training_file_as_is(tiny_model, math_jsonl, tmp_path, capsys):
+    """A training file (problem, solution) is a benchmark: the gold is the solution's last box, and the row
+    without one is dropped, as lampo.py drops it. Other column names are mapped with lampo.py's flags."""
+    rows = [json.loads(line) for line in Path(math_jsonl).read_text().splitlines()]
+    name, bench = lampo_eval.resolve_benchmark(math_jsonl)
+    problems = lampo_eval.load_problems(name, bench)
+    assert [p["answer"] for p in problems] == [lampo.last_boxed(r["solution"]) for r in rows[:-1]]
+    assert "1 rows dropped: no gold answer in column 'solution'" in capsys.readouterr().err
+    out = tmp_path / "e"
+    lampo_eval.main(["--model", tiny_model, "--benchmarks", math_jsonl, "--limit", "2", "--max-new-tokens",
+                     "4", "--device", "cpu", "--output-dir", str(out)])
+    golds = [r["gold"] for r in read_rows(out / "math_train.jsonl")]
+    assert sorted(golds) == sorted(p["answer"] for p in problems[:2])
+    assert capsys.readouterr().out.splitlines()[-1] == (f"results in {out / 'results.json'}; samples in "
+                                                        f"{out / 'math_train.jsonl'}")
+    renamed = write_jsonl(tmp_path / "renamed.jsonl",
+                          [{"question": "1+1?", "gold": "2", "solution": "\\boxed{3}"}])
+    columns = lampo_eval.Benchmark("", problem="question", answer="gold")     # --prompt-field, --answer-field
+    assert [(p["problem"], p["answer"]) for p in lampo_eval.load_problems(
+        *lampo_eval.resolve_benchmark(renamed, columns))] == [("1+1?", "2")]
+
+
+def test_eval_a_folder_without_samples_accepts_new_settings(tiny_model, bench_files, tmp_path, capsys):
+    """A run that fails before its first sample (here: the prompt plus 32,768 new tokens exceed the tiny
+    model's context) must not lock its folder to the settings it failed with; one that fails before the
+    model loads leaves no folder at all."""
+    out = tmp_path / "e"
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1", "--device", "cpu",
+            "--output-dir", str(out)]
+    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"), *argv[2:]],
+                       "model path not found")
+    assert not out.exists()
+    expect_usage_error(capsys, argv, "exceed the model's context")
+    assert [path.name for path in out.iterdir()] == ["settings.json"]
+    lampo_eval.main([*argv, "--max-new-tokens", "4"])
+    assert json.loads((out / "settings.json").read_text())["max_new_tokens"] == 4
+    expect_usage_error(capsys, [*argv, "--max-new-tokens", "8"], "max_new_tokens 4 -> 8")
 
 
 def test_eval_gated_dataset_without_token_says_how_to_log_in(tiny_model, tmp_path, capsys, monkeypatch):
