@@ -462,7 +462,7 @@ def evaluate(args) -> list[dict]:
                       solution=None if args.answer_field else args.solution_field)
     benchmarks = resolve_benchmarks(args.benchmarks, local)
     problems = {name: load_problems(name, bench)[:args.limit] for name, bench in benchmarks.items()}
-    out = lampo.prepare_output_dir(args.output_dir)
+    out = lampo.writable_output_dir(args.output_dir)
     settings = {key: getattr(args, key) for key in SETTINGS} | {"model": model_key(args.model)}
     check_settings(out, settings)
 
@@ -470,7 +470,8 @@ def evaluate(args) -> list[dict]:
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p,
                               lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
-    write_atomic(out / "settings.json", json.dumps(settings, indent=2))     # once the model has loaded
+    out.mkdir(parents=True, exist_ok=True)     # only now: a run that fails to start leaves no folder behind
+    write_atomic(out / "settings.json", json.dumps(settings, indent=2))
     results = []
     for name, items in problems.items():
         rows = run_benchmark(model, tokenizer, sampling, name, items, args, out / f"{name}.jsonl")
@@ -487,13 +488,8 @@ def evaluate(args) -> list[dict]:
 # Sampling flags mirror lampo.py's; those left unset are filled from QWEN3_SAMPLING for the chosen
 # mode, and the default output dir is named after the model, so each model keeps its own samples.
 
-class OneLineErrors(argparse.ArgumentParser):
-    def error(self, message: str):      # a refused flag gets one line, not the usage block before it
-        self.exit(2, f"error: {message}; see --help\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineErrors(
+    parser = lampo.ArgumentParser(
         description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
