@@ -16,8 +16,10 @@ Run (one GPU, bf16):
 Running the same command again resumes: finished samples are read back, not regenerated.
 GPQA-Diamond is gated: accept its terms on https://huggingface.co/datasets/Idavidrein/gpqa,
 then run `hf auth login` (or set HF_TOKEN).
-Smoke run on CPU with a local model folder and a problem file (columns problem, answer):
+Smoke run on CPU with a local model folder and a problem file (columns problem, answer), or a
+lampo.py training file as is (columns problem, solution: the gold is the solution's last \boxed{}):
     python eval.py --model path/to/tiny --benchmarks problems.jsonl --max-new-tokens 32
+Offline (HF_HUB_OFFLINE=1), testdata/ holds aime24, aime25 and math500: --benchmarks testdata/math500.jsonl
 """
 
 import argparse
@@ -29,7 +31,7 @@ import random
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +53,7 @@ class Benchmark:
     config: str | None = None
     problem: str = "problem"
     answer: str = "answer"
+    solution: str | None = None          # without an answer column: the gold is this column's last \boxed{}
     id: str | None = None                # column naming each problem (the resume key); None: row number
     distractors: tuple[str, ...] = ()    # wrong-option columns of a multiple-choice benchmark
     gated: bool = False
@@ -70,26 +73,34 @@ BENCHMARKS = {
                               distractors=("Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),
 }
 
+TESTDATA = Path(__file__).resolve().parent / "testdata"      # copies of aime24, aime25 and math500
+
 CHOICE_INSTRUCTION = ("Please reason step by step, and put the letter of your final answer (A, B, C or D) "
                       "within \\boxed{}.")
 
 
-def resolve_benchmark(name: str) -> tuple[str, Benchmark]:
+# A local file's columns (its source is filled in per file), read as lampo.py reads a training file:
+# the problem, and the gold answer from its own column or, in a file without one, the solution's last
+# \boxed{}. --prompt-field, --answer-field and --solution-field change them.
+LOCAL_FILE = Benchmark("", solution="solution")
+
+
+def resolve_benchmark(name: str, local: Benchmark = LOCAL_FILE) -> tuple[str, Benchmark]:
     if name in BENCHMARKS:
         return name, BENCHMARKS[name]
     if Path(name).suffix in lampo.LOCAL_FORMATS:
-        return Path(name).stem, Benchmark(name)
+        return Path(name).stem, replace(local, source=name)
     raise UsageError(f"unknown benchmark {name!r}: use {', '.join(BENCHMARKS)} or a local "
-                     f"{'/'.join(lampo.LOCAL_FORMATS)} file with columns problem and answer")
+                     f"{'/'.join(lampo.LOCAL_FORMATS)} file with columns problem and answer (or solution)")
 
 
-def resolve_benchmarks(names: list[str]) -> dict[str, Benchmark]:
+def resolve_benchmarks(names: list[str], local: Benchmark = LOCAL_FILE) -> dict[str, Benchmark]:
     """Each --benchmarks entry by the name its samples and its table row go under."""
     # A local file is named by its stem, so a/test.jsonl and b/test.csv (or a file aime24.jsonl
     # beside the registry's aime24) would write one <name>.jsonl and share one table row.
     given = {}
     for entry in names:
-        name, bench = resolve_benchmark(entry)
+        name, bench = resolve_benchmark(entry, local)
         if name in given:
             first = given[name][0]
             raise UsageError(f"--benchmarks lists {entry} twice" if first == entry else
@@ -118,15 +129,26 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     try:
         table = lampo.load_table(bench.source, bench.split, bench.config)
     except UsageError as e:
+        copy = TESTDATA / f"{name}.jsonl"     # offline: the same problems ship with this repository
+        if bench == BENCHMARKS.get(name) and copy.exists():
+            shown = copy.relative_to(Path.cwd()) if copy.is_relative_to(Path.cwd()) else copy
+            raise UsageError(f"{e}; {shown} holds the same problems: --benchmarks {shown}") from None
         if not bench.gated:
             raise
         raise UsageError(f"{e}; {name} is gated: accept its terms on https://huggingface.co/datasets/"
                          f"{bench.source}, then run `hf auth login` or set HF_TOKEN") from None
-    columns = [c for c in (bench.id, bench.problem, bench.answer, *bench.distractors) if c]
-    lampo.require_columns(table, columns, bench.source, "a benchmark file needs columns problem and answer")
-    problems = []
+    boxed = bench.solution is not None and bench.answer not in table.column_names
+    gold_column = bench.solution if boxed else bench.answer
+    columns = [c for c in (bench.id, bench.problem, gold_column, *bench.distractors) if c]
+    lampo.require_columns(table, columns, bench.source, "map a file's columns with --prompt-field and "
+                          "--answer-field, or --solution-field for a gold answer in its last \\boxed{}")
+    problems, dropped = [], 0
     for i, row in enumerate(table):
-        problem, answer = row[bench.problem], str(row[bench.answer]).strip()
+        gold = lampo.last_boxed(row[gold_column] or "") if boxed else row[gold_column]
+        if gold is None or not str(gold).strip():
+            dropped += 1          # as in lampo.py: a row without a gold answer cannot be scored
+            continue
+        problem, answer = row[bench.problem], str(gold).strip()
         instruction = lampo.MATH_INSTRUCTION
         if bench.distractors:
             wrong = [str(row[c]).strip() for c in bench.distractors]
@@ -134,6 +156,12 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
         problems.append({"id": str(row[bench.id]) if bench.id else str(i), "problem": problem,
                          "answer": answer, "instruction": instruction,
                          "multiple_choice": bool(bench.distractors)})
+    if not problems:
+        raise UsageError(f"no row of {bench.source} has a gold answer in column {gold_column!r}"
+                         + (" (its last \\boxed{})" if boxed else ""))
+    if dropped:
+        tqdm.write(f"{name}: {dropped} rows dropped: no gold answer in column {gold_column!r}",
+                   file=sys.stderr)
     if len({p["id"] for p in problems}) < len(problems):
         raise UsageError(f"column {bench.id!r} of {bench.source} repeats ids: resuming needs each problem "
                          "named once")
@@ -242,19 +270,20 @@ def read_settings(path: Path) -> dict:
 
 def check_settings(out: Path, settings: dict) -> None:
     """Samples drawn under other settings must never be averaged into these numbers."""
+    samples = sorted(path.name for path in out.glob("*.jsonl") if path.stat().st_size)
+    if not samples:
+        return                  # nothing drawn yet, as after a run that failed before its first sample
     path = out / "settings.json"
-    if path.exists():
-        old = read_settings(path)
-        changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in settings.items()
-                   if old.get(key) != value]
-        if changed:
-            raise UsageError(f"{out} holds samples drawn with other settings ({', '.join(changed)}): "
-                             "choose another --output-dir")
-    elif samples := sorted(out.glob("*.jsonl")):
-        raise UsageError(f"{out} holds samples ({samples[0].name}) but no settings.json saying how they "
-                         "were drawn, so they cannot be checked against these settings: choose another "
+    if not path.exists():
+        raise UsageError(f"{out} holds samples ({samples[0]}) but no settings.json saying how they were "
+                         "drawn, so they cannot be checked against these settings: choose another "
                          "--output-dir")
-    write_atomic(path, json.dumps(settings, indent=2))
+    old = read_settings(path)
+    changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in settings.items()
+               if old.get(key) != value]
+    if changed:
+        raise UsageError(f"{out} holds samples drawn with other settings ({', '.join(changed)}): "
+                         "choose another --output-dir")
 
 
 def parse_row(line: bytes) -> dict:
@@ -423,9 +452,11 @@ def evaluate(args) -> list[dict]:
     validate(args)
     device = lampo.pick_device(args.device)
     tokenizer = lampo.load_tokenizer(args.model)
-    benchmarks = resolve_benchmarks(args.benchmarks)
+    local = Benchmark("", problem=args.prompt_field, answer=args.answer_field or "answer",
+                      solution=None if args.answer_field else args.solution_field)
+    benchmarks = resolve_benchmarks(args.benchmarks, local)
     problems = {name: load_problems(name, bench)[:args.limit] for name, bench in benchmarks.items()}
-    out = lampo.prepare_output_dir(args.output_dir)
+    out = lampo.writable_output_dir(args.output_dir)
     settings = {key: getattr(args, key) for key in SETTINGS} | {"model": model_key(args.model)}
     check_settings(out, settings)
 
@@ -433,12 +464,16 @@ def evaluate(args) -> list[dict]:
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p,
                               lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
+    out.mkdir(parents=True, exist_ok=True)     # only now: a run that fails to start leaves no folder behind
+    write_atomic(out / "settings.json", json.dumps(settings, indent=2))
     results = []
     for name, items in problems.items():
         rows = run_benchmark(model, tokenizer, sampling, name, items, args, out / f"{name}.jsonl")
         results.append(summarize(name, rows, args.samples))
     write_atomic(out / "results.json", json.dumps({"settings": settings, "results": results}, indent=2))
     print(format_table(results))
+    samples = ", ".join(str(out / f"{name}.jsonl") for name in problems)
+    print(f"results in {out / 'results.json'}; samples in {samples}")
     return results
 
 
@@ -454,7 +489,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = lampo.ArgumentParser(
         description="Evaluate a model on AIME24, AIME25, MATH-500 and GPQA-Diamond.",
         formatter_class=HelpFormatter)
     add = parser.add_argument
@@ -464,6 +499,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--samples", type=int, default=1, help="K: responses per problem; use 16 or more for AIME, whose 30 "
                                                "problems make a single sample very noisy")
     add("--limit", type=int, help="evaluate only the first N problems of each benchmark; unset: all")
+    add("--prompt-field", default="problem", help="a local file's problem column")
+    add("--answer-field", help="a local file's gold answer column; unset: answer, or in a file without one "
+                               "(a lampo.py training file) the last \\boxed{} of --solution-field")
+    add("--solution-field", default="solution", help="a local file's worked solution column, read only for "
+                                                     "its last \\boxed{} when the file has no answer column")
     add("--thinking", action=argparse.BooleanOptionalAction, default=True,
         help="Qwen3 thinking mode in the chat template (--no-thinking turns it off)")
     add("--temperature", type=float,

@@ -542,10 +542,11 @@ def rollout_logprobs(model, batch: Rollouts, cfg: Config, device) -> torch.Tenso
 # exactly 1) and the reference's log-probs, turn rewards and scores into advantages, and update.
 
 def train(cfg: Config, reward_fn=None) -> list[dict]:
-    """Run cfg.steps training steps (or the rest of them, with cfg.resume); returns metrics rows."""
+    """Run cfg.steps training steps (or the rest of them, with cfg.resume); returns metrics rows. To resume,
+    cfg holds the run's settings (its config.json); only those in CHANGEABLE_ON_RESUME may differ."""
     validate(cfg)
     hf_logging.disable_progress_bar()         # per-file load/save bars would break up the step bar
-    out = prepare_output_dir(cfg.output_dir)
+    out = writable_output_dir(cfg.output_dir)
     resume_from = checkpoint_to_resume(out, cfg)
     device = pick_device(cfg.device)
     examples, dropped = load_examples(cfg)    # before the models load: bad data fails in seconds
@@ -566,6 +567,7 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
         log("running on CPU in float32 (for tests and smoke runs; real training needs a CUDA GPU)")
     log(f"{len(examples)} training problems from {cfg.dataset} ({dropped} rows dropped: no gold answer)")
     step, data_position = restore(resume_from, optimizer, scheduler, length_pref) if resume_from else (0, 0)
+    out.mkdir(parents=True, exist_ok=True)   # only now: a run that fails to start leaves no folder behind
     for name in ("metrics.jsonl", "samples.jsonl"):    # a new run starts them empty
         trim_jsonl(out / name, step)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -645,6 +647,8 @@ def train(cfg: Config, reward_fn=None) -> list[dict]:
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous_handler)
+    log(f"done: step {step} reached, {len(history)} run now; last reward {history[-1]['reward_mean']:.3f}, "
+        f"accuracy {history[-1]['accuracy']:.2f}; final checkpoint {path}; logs in {out}")
     return history
 
 # ---- Data and prompts ----------------------------------------------------------------------------
@@ -679,12 +683,14 @@ def require_columns(table, columns: list[str], source: str, flag_hint: str) -> N
 def load_examples(cfg: Config) -> tuple[list[dict], int]:
     """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
     table = load_table(cfg.dataset, cfg.split, cfg.dataset_config)
-    answer_col = cfg.answer_field or cfg.solution_field
-    require_columns(table, sorted({cfg.prompt_field, cfg.solution_field, answer_col}), cfg.dataset,
+    answer_col = cfg.answer_field or cfg.solution_field     # the solution column is needed only for this
+    require_columns(table, sorted({cfg.prompt_field, answer_col}), cfg.dataset,
                     "map yours with --prompt-field, --solution-field and --answer-field")
+    if cfg.solution_field not in table.column_names and cfg.rouge_weight > 0:
+        log(f"{cfg.dataset} has no column {cfg.solution_field!r}: the ROUGE-L reward is 0 for every response")
     examples = []
     for row in table:
-        solution = row[cfg.solution_field] or ""
+        solution = row.get(cfg.solution_field) or ""
         gold = row[answer_col] if cfg.answer_field else last_boxed(solution)
         if gold is not None and str(gold).strip():
             examples.append({"problem": row[cfg.prompt_field], "answer": str(gold), "solution": solution})
@@ -782,6 +788,16 @@ def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
+# What a resumed run may change: none of these touches the math or the order of the data.
+CHANGEABLE_ON_RESUME = ("output_dir", "resume", "steps", "save_every", "keep_checkpoints",
+                        "log_samples_every", "device", "gen_batch_size", "micro_batch_size")
+
+def saved_config(out: Path) -> dict:
+    """The settings the run in out started with (its config.json); {} if it has none that reads."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((out / "config.json").read_text())
+    return {}
+
 def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
     """The newest checkpoint with --resume, else None; refuses what would mix two runs."""
     saved = checkpoints(out)
@@ -792,14 +808,17 @@ def checkpoint_to_resume(out: Path, cfg: Config) -> Path | None:
         return None
     if not saved:
         raise UsageError(f"--resume: no checkpoint in {out}; drop --resume to start a new run")
-    lacking = [p for p in (out / "config.json", saved[-1] / "trainer_state.pt") if not p.is_file()]
-    if lacking:
-        raise UsageError(f"--resume: {lacking[0]} is missing, so lampo cannot resume: check --output-dir")
-    started = json.loads((out / "config.json").read_text())
-    for flag in ("model", "loss_agg"):  # the reference, tokenizer and optimizer's shape come from these
-        if started[flag] != getattr(cfg, flag):
-            opt = "--" + flag.replace("_", "-")
-            raise UsageError(f"--resume: this run started from {opt} {started[flag]}; pass the same {opt}")
+    started, state = saved_config(out), saved[-1] / "trainer_state.pt"
+    if not (started and state.is_file()):
+        raise UsageError(f"--resume: {state if started else out / 'config.json'} is missing or unreadable: "
+                         "check --output-dir")
+    changed = [k for k, v in started.items() if k not in CHANGEABLE_ON_RESUME and getattr(cfg, k, v) != v]
+    if changed:
+        name, opt = changed[0], "--" + changed[0].replace("_", "-")
+        raise UsageError(f"--resume: this run started with {opt} {started[name]}, not {getattr(cfg, name)}: "
+                         f"drop {opt} to go on as the run started, or start anew in another --output-dir")
+    if int(saved[-1].name.split("-")[1]) >= cfg.steps:
+        raise UsageError(f"--resume: {saved[-1]} has reached --steps {cfg.steps} already: raise --steps")
     return saved[-1]
 
 def save_checkpoint(out_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, data_position: int,
@@ -845,12 +864,15 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
 
-def prepare_output_dir(path: str) -> Path:
+def writable_output_dir(path: str) -> Path:
     out = Path(path).expanduser()
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]
     with contextlib.suppress(OSError):       # a place it cannot create is refused below, in one line
         out.mkdir(parents=True, exist_ok=True)
     if not (out.is_dir() and os.access(out, os.W_OK)):
         raise UsageError(f"output dir {path} is not writable: choose another --output-dir")
+    for folder in made:                      # a probe: train() creates them again once it starts
+        folder.rmdir()
     return out
 
 # ---- CLI -----------------------------------------------------------------------------------------
@@ -884,9 +906,13 @@ def log(message: str) -> None:
 def first_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):          # a refused flag gets one line, not the usage block before it
+        self.exit(2, f"error: {message}; see --help\n")
+
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(Config):
         flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
         help += f" (valid: {f.metadata['within']})" if f.metadata["within"] else ""
@@ -896,7 +922,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
             kind = {"type": {int: int, float: float}.get(f.type, str), "choices": choices}
         default = argparse.SUPPRESS if f.default is None else f.default  # no "(default: None)": Config's None
         parser.add_argument(flag, default=default, help=help, **kind)
-    return Config(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    if args["resume"]:       # the run's settings become the defaults; checkpoint_to_resume() checks the rest
+        started = saved_config(Path(args["output_dir"]).expanduser())
+        names = {f.name for f in fields(Config)} - {"output_dir"}
+        parser.set_defaults(**{k: v for k, v in started.items() if k in names})
+        args = vars(parser.parse_args(argv))
+    return Config(**args)
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)

@@ -1161,7 +1161,8 @@ def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, 
 
     with pytest.raises(SystemExit) as exit_info:
         lampo.main(with_arg(args, "--model", tiny_model + "/") + ["--output-dir", str(tmp_path / "split"), "--resume"])
-    assert exit_info.value.code == 2 and "this run started from --model" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"this run started with --model {tiny_model}, not" in capsys.readouterr().err
 
 
 def quick_run(args):
@@ -1318,6 +1319,14 @@ def test_bad_input_gets_one_clear_line(capsys, good_args, tmp_path, flag, value,
     err = run_main_expecting_error(capsys, args)
     assert err.startswith("error: ") and message in err and "\n" not in err, err
 
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder(good_args, tmp_path, capsys):
+    """Refused before the model loads, or after it (the prompt plus 5000 new tokens exceed the context)."""
+    out = tmp_path / "new" / "run"
+    for flag, value in (("--model", str(tmp_path / "no-such-model")), ("--max-new-tokens", "5000")):
+        run_main_expecting_error(capsys, with_arg(with_arg(good_args, "--output-dir", str(out)), flag, value))
+        assert not (tmp_path / "new").exists()
+
+
 def test_a_model_whose_head_scales_its_logits_is_refused(tiny_model, good_args, tmp_path, capsys):
     """Granite divides its logits by logits_scaling: token_logprobs' hidden @ W.T would be silently off."""
     from transformers import AutoTokenizer, GraniteConfig, GraniteForCausalLM
@@ -1355,7 +1364,8 @@ def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
     lampo.main(with_arg(good_args, "--save-every", "1"))
     capsys.readouterr()
     err = run_main_expecting_error(capsys, with_arg(good_args, "--loss-agg", "length-pref") + ["--resume"])
-    assert "this run started from --loss-agg token-mean; pass the same --loss-agg" in err and "\n" not in err, err
+    assert "this run started with --loss-agg token-mean, not length-pref: drop --loss-agg" in err, err
+    assert "\n" not in err, err
     config = tmp_path / "out/config.json"
     started = config.read_text()
     config.unlink()
@@ -1366,6 +1376,64 @@ def test_resume_refuses_what_it_cannot_continue(good_args, tmp_path, capsys):
     err = run_main_expecting_error(capsys, with_arg(good_args, "--steps", "2") + ["--resume"])
     assert "checkpoint-1/trainer_state.pt is missing" in err, err
     assert "\n" not in err, err
+
+
+def test_resume_without_flags_continues_the_run_as_it_started(good_args, tmp_path, capsys, monkeypatch):
+    """A GRPO run with a non-default model and lr, cut after step 1, resumed by --output-dir and --resume
+    alone: step 2 is the step the run would have taken (same advantage, model, lr, seed and data), and
+    config.json keeps its settings. --steps may then be raised, --gen-batch-size changed."""
+    out = tmp_path / "out"
+    lampo.main(quick_run(with_arg(good_args, "--steps", "2")) + ["--advantage", "grpo", "--rouge-weight", "0",
+                                                                "--lr", "1e-3", "--keep-checkpoints", "3"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"lampo: done: step 2 reached, 2 run now; last reward 0.000, accuracy 0.00; final checkpoint "
+        f"{out / 'checkpoint-2'}; logs in {out}")
+    uninterrupted, started = read_jsonl(out / "metrics.jsonl"), json.loads((out / "config.json").read_text())
+    shutil.rmtree(out / "checkpoint-2")                                  # as if it had crashed in step 2
+
+    def not_lampo(*args):
+        raise AssertionError("a GRPO run went on with LamPO's advantage")
+
+    monkeypatch.setitem(lampo.ADVANTAGES, "lampo", not_lampo)
+    lampo.main(["--output-dir", str(out), "--resume"])
+    resumed = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [1, 2]
+    for key in ("reward_mean", "loss", "lr", "adv_abs_mean"):
+        assert resumed[1][key] == pytest.approx(uninterrupted[1][key]), key
+    assert json.loads((out / "config.json").read_text()) == {**started, "resume": True}
+    err = run_main_expecting_error(capsys, ["--output-dir", str(out), "--resume"])
+    assert err == f"error: --resume: {out / 'checkpoint-2'} has reached --steps 2 already: raise --steps", err
+    lampo.main(["--output-dir", str(out), "--resume", "--steps", "3", "--gen-batch-size", "4"])
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text()) == {**started, "resume": True, "steps": 3,
+                                                               "gen_batch_size": 4}
+
+
+@pytest.mark.parametrize("flag, value, saved", [("--lr", "2e-3", "0.001"), ("--seed", "1", "0"),
+                                                ("--advantage", "lampo", "grpo")])
+def test_resume_refuses_a_flag_that_changes_the_run(good_args, tmp_path, capsys, monkeypatch, flag, value,
+                                                    saved):
+    """Another --lr changes the math, another --seed the data order mid-epoch: refused in one line that
+    names the flag, before any model loads, and config.json is left as it was."""
+    args = quick_run(good_args) + ["--advantage", "grpo", "--lr", "1e-3"]
+    lampo.main(args)
+    config = (tmp_path / "out/config.json").read_text()
+    monkeypatch.setattr(lampo, "load_models", lambda *args: pytest.fail("the models loaded"))
+    err = run_main_expecting_error(capsys, ["--output-dir", str(tmp_path / "out"), "--resume", "--steps", "2",
+                                            flag, value])
+    given = 0.002 if flag == "--lr" else value                             # as argparse reads it
+    assert err == (f"error: --resume: this run started with {flag} {saved}, not {given}: drop {flag} to go "
+                   "on as the run started, or start anew in another --output-dir"), err
+    assert (tmp_path / "out/config.json").read_text() == config
+
+
+def test_a_bad_flag_value_gets_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lampo.main(["--advantage", "grop"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err == ("error: argument --advantage: invalid choice: 'grop' (choose from 'lampo', 'grpo', 'rloo', "
+                   "'lpo'); see --help\n"), err
 
 
 def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
@@ -1879,9 +1947,13 @@ def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, caps
     expect_usage_error(capsys, [*base, "--benchmarks", "aime2024"], "'aime2024'",
                        "aime24, aime25, math500, gpqa_diamond")
     expect_usage_error(capsys, [*base, "--benchmarks", str(tmp_path / "missing.jsonl")], "not found")
-    no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "solution": "2"}])
-    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'answer'",
-                       "it has: problem, solution")
+    no_answer = write_jsonl(tmp_path / "no_answer.jsonl", [{"problem": "1+1?", "text": "2"}])
+    expect_usage_error(capsys, [*base, "--benchmarks", no_answer], "no column 'solution'",
+                       "it has: problem, text", "--answer-field")
+    no_box = write_jsonl(tmp_path / "no_box.jsonl", [{"problem": "1+1?", "solution": "2"}])
+    expect_usage_error(capsys, [*base, "--benchmarks", no_box], "no row of",
+                       "gold answer in column 'solution'")
+    expect_usage_error(capsys, [*base, "--benchmarks", no_box, "--answer-field", "gold"], "no column 'gold'")
     wrong_columns = write_jsonl(tmp_path / "aime_like.jsonl", [{"Problem": "1+1?", "Answer": "2"}])
     monkeypatch.setitem(lampo_eval.BENCHMARKS, "aime25", lampo_eval.Benchmark(wrong_columns))
     expect_usage_error(capsys, [*base, "--benchmarks", "aime25"], "no column 'problem', 'answer'")
@@ -1890,6 +1962,68 @@ def test_eval_bad_inputs(tiny_model, bench_files, local_registry, tmp_path, caps
                        "model path not found")
     expect_usage_error(capsys, [*base, "--samples", "0"], "--samples must be at least 1")
     expect_usage_error(capsys, [*base, "--temperature", "0"], "--temperature must be positive")
+
+
+def test_eval_a_bad_flag_value_gets_one_line(capsys):
+    for argv, fragment in ((["--samples", "x"], "argument --samples: invalid int value: 'x'"),
+                           (["--device", "gpu"], "argument --device: invalid choice: 'gpu'")):
+        with pytest.raises(SystemExit) as exit_info:
+            lampo_eval.main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, err
+        assert err.startswith("error: " + fragment) and err.endswith("; see --help\n"), err
+
+
+def test_eval_an_offline_registry_benchmark_names_its_copy_in_testdata(tiny_model, tmp_path, capsys,
+                                                                       monkeypatch):
+    """Offline (test_lampo sets HF_HUB_OFFLINE) the hub's MATH-500 cannot load: the error names the local
+    copy (by its full path here, outside the repository), and that copy is the benchmark's 500 problems."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--model", tiny_model, "--benchmarks", "math500", "--output-dir", str(tmp_path / "e")]
+    expect_usage_error(capsys, argv, "HuggingFaceH4/MATH-500", f"--benchmarks {TEST_DATA / 'math500.jsonl'}")
+    name, bench = lampo_eval.resolve_benchmark(str(TEST_DATA / "math500.jsonl"))
+    problems = lampo_eval.load_problems(name, bench)
+    assert name == "math500" and len(problems) == 500
+    assert problems[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+
+
+def test_eval_reads_a_lampo_training_file_as_is(tiny_model, math_jsonl, tmp_path, capsys):
+    """A training file (problem, solution) is a benchmark: the gold is the solution's last box, and the row
+    without one is dropped, as lampo.py drops it. Other column names are mapped with lampo.py's flags."""
+    rows = [json.loads(line) for line in Path(math_jsonl).read_text().splitlines()]
+    name, bench = lampo_eval.resolve_benchmark(math_jsonl)
+    problems = lampo_eval.load_problems(name, bench)
+    assert [p["answer"] for p in problems] == [lampo.last_boxed(r["solution"]) for r in rows[:-1]]
+    assert "1 rows dropped: no gold answer in column 'solution'" in capsys.readouterr().err
+    out = tmp_path / "e"
+    lampo_eval.main(["--model", tiny_model, "--benchmarks", math_jsonl, "--limit", "2", "--max-new-tokens",
+                     "4", "--device", "cpu", "--output-dir", str(out)])
+    golds = [r["gold"] for r in read_rows(out / "math_train.jsonl")]
+    assert sorted(golds) == sorted(p["answer"] for p in problems[:2])
+    assert capsys.readouterr().out.splitlines()[-1] == (f"results in {out / 'results.json'}; samples in "
+                                                        f"{out / 'math_train.jsonl'}")
+    renamed = write_jsonl(tmp_path / "renamed.jsonl",
+                          [{"question": "1+1?", "gold": "2", "solution": "\\boxed{3}"}])
+    columns = lampo_eval.Benchmark("", problem="question", answer="gold")     # --prompt-field, --answer-field
+    assert [(p["problem"], p["answer"]) for p in lampo_eval.load_problems(
+        *lampo_eval.resolve_benchmark(renamed, columns))] == [("1+1?", "2")]
+
+
+def test_eval_a_folder_without_samples_accepts_new_settings(tiny_model, bench_files, tmp_path, capsys):
+    """A run that fails before its first sample (here: the prompt plus 32,768 new tokens exceed the tiny
+    model's context) must not lock its folder to the settings it failed with; one that fails before the
+    model loads leaves no folder at all."""
+    out = tmp_path / "e"
+    argv = ["--model", tiny_model, "--benchmarks", bench_files["aime25"], "--limit", "1", "--device", "cpu",
+            "--output-dir", str(out)]
+    expect_usage_error(capsys, ["--model", str(tmp_path / "no-such-model"), *argv[2:]],
+                       "model path not found")
+    assert not out.exists()
+    expect_usage_error(capsys, argv, "exceed the model's context")
+    assert [path.name for path in out.iterdir()] == ["settings.json"]
+    lampo_eval.main([*argv, "--max-new-tokens", "4"])
+    assert json.loads((out / "settings.json").read_text())["max_new_tokens"] == 4
+    expect_usage_error(capsys, [*argv, "--max-new-tokens", "8"], "max_new_tokens 4 -> 8")
 
 
 def test_eval_gated_dataset_without_token_says_how_to_log_in(tiny_model, tmp_path, capsys, monkeypatch):
@@ -2450,6 +2584,19 @@ def test_examples_take_the_gold_answer_from_its_column_or_the_solutions_last_box
     examples, dropped = lampo.load_examples(Config(dataset=boxed))
     assert dropped == 2
     assert examples == [{"problem": "p1", "answer": "2", "solution": "\\boxed{1}, then \\boxed{2}"}]
+
+
+def test_a_dataset_without_solutions_trains_with_its_answer_column(tmp_path, capsys):
+    """With --answer-field the solution column may be absent: every ROUGE-L is 0, and a notice says so
+    when --rouge-weight would have used it."""
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    examples, dropped = lampo.load_examples(Config(dataset=answers, answer_field="answer"))
+    assert (examples, dropped) == ([{"problem": "1+1?", "answer": "2", "solution": ""}], 0)
+    assert reward("\\boxed{2}", examples[0]) == {"reward": 1.0, "correct": 1.0, "rouge": 0.0}
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "has no column 'solution': the ROUGE-L reward is 0" in notice, notice
+    lampo.load_examples(Config(dataset=answers, answer_field="answer", rouge_weight=0.0))
+    assert capsys.readouterr().err == ""
 
 
 def test_each_epoch_visits_every_example_once_in_its_own_seeded_order():
