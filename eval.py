@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+from transformers import logging as hf_logging
 
 import lampo
 from lampo import UsageError
@@ -461,6 +462,7 @@ def evaluate(args) -> list[dict]:
     check_settings(out, settings)
 
     torch.manual_seed(args.seed)
+    hf_logging.disable_progress_bar()         # the weights' loading bar would only clutter the samples' bar
     model = lampo.load_model(args.model, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     sampling = lampo.Sampling(args.max_new_tokens, args.temperature, args.top_p,
                               lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=args.top_k)
