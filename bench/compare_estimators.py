@@ -77,7 +77,7 @@ def finished_cells() -> dict[str, list[tuple[int, dict]]]:
 
 
 def summary_table(base: dict | None, cells: dict[str, list[tuple[int, dict]]]) -> str:
-    lines = ["| run | seeds | held-out avg@4, mean ± std over seeds (%) | per seed (± its standard error) |",
+    lines = ["| run | seeds | held-out avg@K, mean ± std over seeds (%) | per seed (± its standard error) |",
              "|---|---|---|---|"]
     if base:
         lines.append(f"| SmolLM2-135M-Instruct, untrained | – | {base['avg@K']:.1f} | "
@@ -98,7 +98,8 @@ def write_summary(base: dict | None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     heading = ("# Estimators compared on SmolLM2-135M-Instruct (CPU)\n\nWritten by "
                "`python bench/compare_estimators.py`; the cells' settings and provenance are in their "
-               "folders. Held-out: demo/data/sums_heldout.jsonl, 224 problems, 4 samples each.\n\n")
+               "folders. Held-out: demo/data/sums_heldout.jsonl"
+               + (f", {base['n']} problems, {base['K']} samples each" if base else "") + ".\n\n")
     (RESULTS / "summary.md").write_text(heading + summary_table(base, cells) + "\n")
     print(summary_table(base, cells))
     folders = [RESULTS / f"{name}-seed{seed}" for name, runs in cells.items() for seed, _ in runs]

@@ -1,10 +1,10 @@
 """
-A small verifiable task for a small real model: sums of two numbers, asked in words.
+A small verifiable task for a small real model: sums of two digits, asked in words.
 
 Each row has the columns lampo.py and eval.py read: problem, solution (a worked answer ending in
-\\boxed{}, the ROUGE-L reference) and answer. The held-out split differs from the training split twice
-over: its number pairs never occur in training, and it asks each of them in four phrasings training
-never uses, so a rise in held-out accuracy is learning to add and to answer, not remembering rows.
+\\boxed{}, the ROUGE-L reference) and answer. Both splits hold all 81 sums of two digits 1..9; the
+held-out split asks each of them in three phrasings that training never uses, so a rise in
+held-out accuracy is learning to add and to answer, not learning the training prompts' wording.
 
     python demo/sums_task.py              # writes demo/data/sums_train.jsonl and sums_heldout.jsonl
 
@@ -25,13 +25,11 @@ TRAIN_PHRASINGS = [
     "Calculate {a} + {b}.",
 ]
 HELDOUT_PHRASINGS = [
-    "Tom has {a} apples and buys {b} more. How many apples does he have now?",
-    "If you add {b} to {a}, what number do you get?",
-    "A box holds {a} red balls and {b} blue balls. How many balls are in the box?",
-    "What do {a} and {b} make together?",
+    "How much is {a} plus {b}?",
+    "Work out the value of {a} + {b}.",
+    "What number do you get when you add {a} and {b}?",
 ]
-LARGEST = 15            # operands 1..15: 225 ordered pairs
-HELDOUT_SHARE = 0.25    # of the pairs, kept out of training
+SUMS = [(a, b) for a in range(1, 10) for b in range(1, 10)]
 
 
 def row(a: int, b: int, phrasing: str) -> dict:
@@ -40,14 +38,11 @@ def row(a: int, b: int, phrasing: str) -> dict:
             "answer": str(a + b)}
 
 
-def make_splits(seed: int = 0, n_train: int = 2000) -> tuple[list[dict], list[dict]]:
-    rng = random.Random(seed)
-    pairs = [(a, b) for a in range(1, LARGEST + 1) for b in range(1, LARGEST + 1)]
-    rng.shuffle(pairs)
-    cut = int(len(pairs) * HELDOUT_SHARE)
-    heldout_pairs, train_pairs = pairs[:cut], pairs[cut:]
-    train = [row(*rng.choice(train_pairs), rng.choice(TRAIN_PHRASINGS)) for _ in range(n_train)]
-    heldout = [row(*pair, phrasing) for pair in heldout_pairs for phrasing in HELDOUT_PHRASINGS]
+def make_splits(seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Every sum in every training phrasing, shuffled; every sum in every held-out phrasing."""
+    train = [row(a, b, phrasing) for a, b in SUMS for phrasing in TRAIN_PHRASINGS]
+    random.Random(seed).shuffle(train)
+    heldout = [row(a, b, phrasing) for a, b in SUMS for phrasing in HELDOUT_PHRASINGS]
     return train, heldout
 
 
@@ -59,7 +54,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write the sums task's training and held-out files.")
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "data"), help="where the files go")
-    parser.add_argument("--seed", type=int, default=0, help="seed for pairs, phrasings and the split")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the training rows' order")
     args = parser.parse_args()
     train, heldout = make_splits(args.seed)
     write_jsonl(Path(args.out_dir) / "sums_train.jsonl", train)
