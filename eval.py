@@ -2,8 +2,8 @@
 Evaluate a model on the LamPO paper's benchmarks: AIME24, AIME25, MATH-500 and GPQA-Diamond.
 
 Every problem is posed with the chat template and instruction lampo.py trains with, sampled K
-times with Qwen3's recommended settings, and scored by lampo's own answer checker, so the
-training reward and the reported accuracy mean the same thing (GPQA's answers are reduced to
+times with Qwen3's recommended settings, and scored by lampo.py's answer checker (answer_check.py),
+so the training reward and the reported accuracy mean the same thing (GPQA's answers are reduced to
 their option letter first). Stored samples are scored again on every run, so the numbers always
 follow the current checker. Per benchmark it reports avg@K (mean accuracy over all samples) with
 its standard error, unbiased pass@k, the mean response length and the share of responses cut
@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 from transformers import logging as hf_logging
 
+import answer_check
 import lampo
 from lampo import UsageError
 
@@ -145,7 +146,7 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
                           "--answer-field, or --solution-field for a gold answer in its last \\boxed{}")
     problems, dropped = [], 0
     for i, row in enumerate(table):
-        gold = lampo.last_boxed(row[gold_column] or "") if boxed else row[gold_column]
+        gold = answer_check.last_boxed(row[gold_column] or "") if boxed else row[gold_column]
         if gold is None or not str(gold).strip():
             dropped += 1          # as in lampo.py: a row without a gold answer cannot be scored
             continue
@@ -198,14 +199,14 @@ def plain_text(text: str) -> str:
 def choice_letter(response: str) -> str | None:
     """The option letter (A-D) a multiple-choice response answers with; None if it names none.
 
-    Read like lampo.extract_answer reads a math answer: only the text after the last </think>
+    Read like answer_check.extract_answer reads a math answer: only the text after the last </think>
     counts, a response cut off mid-thought has no answer, and the last \\boxed{} is the answer.
     Without a box: the last "answer is C" / "Answer: C" phrase, or a response that is just C."""
     if "<think>" in response and "</think>" not in response:
         return None
     final = response.rsplit("</think>", 1)[-1]
-    if lampo.BOX_COMMAND.search(final):   # a box decides, as in extract_answer: one cut off names nothing
-        match = _LETTER_AT_START.match(plain_text(lampo.last_boxed(final) or ""))
+    if answer_check.BOX_COMMAND.search(final):  # a box decides, as in extract_answer (cut off: no letter)
+        match = _LETTER_AT_START.match(plain_text(answer_check.last_boxed(final) or ""))
         return match["letter"] if match else None
     text = plain_text(final)
     phrases = list(_LETTER_PHRASE.finditer(text))
@@ -221,8 +222,8 @@ def verdict(problem: dict, response: str) -> dict:
         extracted = choice_letter(response)
         correct = extracted == problem["answer"]
     else:
-        extracted = lampo.extract_answer(response)
-        correct = lampo.is_equiv(extracted, problem["answer"])
+        extracted = answer_check.extract_answer(response)
+        correct = answer_check.is_equiv(extracted, problem["answer"])
     return {"extracted": extracted, "gold": problem["answer"], "correct": correct}
 
 

@@ -37,9 +37,10 @@ from rouge_score import rouge_scorer
 import eval as lampo_eval
 import lampo
 from length_pref import LengthPreference
+from answer_check import extract_answer, is_equiv
 from demo.tiny_qwen3 import QWEN3_TOKENIZER_FILES, build_tiny_model, build_tiny_model_with_qwen3_tokenizer
-from lampo import (Config, extract_answer, grpo_advantages, is_equiv, lampo_advantages, policy_loss,
-                   reward, rloo_advantages, rouge_l_f1, token_logprobs)
+from lampo import (Config, grpo_advantages, lampo_advantages, policy_loss, reward, rloo_advantages,
+                   rouge_l_f1, token_logprobs)
 
 TEST_DATA = Path(__file__).resolve().parent / "testdata"   # real benchmark rows; provenance in its README
 # A FutureWarning or DeprecationWarning fails the test that triggers it: transformers reports its

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the repo root, for `import lampo`
+sys.path.insert(0, str(ROOT))  # the repo root, for `import answer_check`
 
-from lampo import extract_answer, is_equiv, last_boxed
+from answer_check import extract_answer, is_equiv, last_boxed
 
 WORDS = ("so then thus wait check again let the a of is we and if for all with by it this that "
          "equation value sum root integer prime factor degree term side area angle case both "
