@@ -31,9 +31,10 @@ HELDOUT = REPO / "demo/data/sums_heldout.jsonl"
 # Sampling as eval.py samples without thinking (Qwen3's recommendation): the model answers more
 # often than at temperature 1, so the rewards differ within a group from the first step on.
 # SmolLM2's template has no thinking mode; --no-thinking only keeps the two scripts' prompts equal.
+# Micro-batches of 16: on a CPU the default 4 (sized for a GPU) is slow (bench/bench_cpu_update.py).
 TRAINING = ["--no-thinking", "--max-new-tokens", "64", "--temperature", "0.7", "--top-p", "0.8",
             "--steps", "20", "--prompts-per-step", "4", "--group-size", "8", "--lr", "1e-5",
-            "--micro-batch-size", "16", "--save-every", "20", "--log-samples-every", "5"]
+            "--micro-batch-size", "16", "--save-every", "5", "--log-samples-every", "5"]
 EVALUATION = ["--no-thinking", "--max-new-tokens", "64", "--samples", "4", "--batch-size", "64"]
 # The estimators compared, each as the flags that select it.
 ESTIMATORS = {"lampo": ["--advantage", "lampo"],
