@@ -48,10 +48,15 @@ def plot(groups: dict[str, list[Path]], out: Path, metrics=tuple(METRICS), title
     import matplotlib
     matplotlib.use("Agg")                       # files only: no window, no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     runs = {name: [read_metrics(f) for f in folders] for name, folders in groups.items()}
     metrics = [m for m in metrics if any(m in row for seeds in runs.values() for rows in seeds for row in rows)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    columns = min(3, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         for name, seeds in runs.items():
             steps, mean, low, high = curve(seeds, metric)
             label = name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)"
@@ -60,8 +65,9 @@ def plot(groups: dict[str, list[Path]], out: Path, metrics=tuple(METRICS), title
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(METRICS[metric], fontsize=10)
         ax.set_xlabel("training step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
