@@ -2,7 +2,8 @@
 Overlay the training curves of several lampo.py runs in one PNG.
 
 Reads each run folder's metrics.jsonl (one row per step, written by lampo.py) and draws reward,
-accuracy, response length, KL to the start model and clip fraction over steps, one line per run.
+accuracy, response length, KL to the reference (initial) model, clip fraction and the share of
+responses cut off, over steps, one line per run.
 Folders named alike but for a -seedN ending are one run over several seeds: their mean is drawn,
 with a band from the lowest to the highest seed.
 
@@ -18,25 +19,31 @@ import sys
 from pathlib import Path
 
 METRICS = {"reward_mean": "reward (mean)", "accuracy": "accuracy", "response_len_mean": "response length",
-           "kl": "KL to the start model", "clip_frac": "clip fraction", "truncated_frac": "share cut off"}
+           "kl": "KL to the reference model", "clip_frac": "clip fraction", "truncated_frac": "share cut off"}
 
 
 def read_metrics(folder: Path) -> list[dict]:
+    """The run's rows, without a last line that a crash (or a run still going) left half written."""
     path = folder / "metrics.jsonl"
     if not path.is_file():
         sys.exit(f"error: {path} not found: pass lampo.py run folders (its --output-dir)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
 
 
 def group_by_run(folders: list[Path]) -> dict[str, list[Path]]:
-    """Folders by run name: runs/lampo-seed0 and runs/lampo-seed1 are both 'lampo'."""
+    """Folders by run: runs/lampo-seed0 and runs/lampo-seed1 are both 'lampo'; runs named alike in
+    different places keep their place in the label (a/lampo, b/lampo)."""
+    keys = [Path(f).parent / re.sub(r"-seed\d+$", "", Path(f).name) for f in folders]
+    unique = len({key.name for key in keys}) == len(set(keys))
     groups = {}
-    for folder in folders:
-        groups.setdefault(re.sub(r"-seed\d+$", "", Path(folder).name), []).append(Path(folder))
+    for folder, key in zip(folders, keys):
+        groups.setdefault(key.name if unique else str(key), []).append(Path(folder))
     return groups
 
 
-def curve(rows_per_seed: list[list[dict]], metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
+def curve(rows_per_seed: list[list[dict]],
+          metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
     """Steps that every seed reached and logged metric at, with the mean, min and max over seeds."""
     by_step = [{row["step"]: row[metric] for row in rows if metric in row} for rows in rows_per_seed]
     steps = sorted(set.intersection(*(set(s) for s in by_step)))
@@ -50,10 +57,14 @@ def plot(groups: dict[str, list[Path]], out: Path, metrics=tuple(METRICS), title
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     runs = {name: [read_metrics(f) for f in folders] for name, folders in groups.items()}
-    metrics = [m for m in metrics if any(m in row for seeds in runs.values() for rows in seeds for row in rows)]
-    columns = min(3, len(metrics))
-    rows = -(-len(metrics) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    logged = {key for seeds in runs.values() for rows in seeds for row in rows for key in row}
+    metrics = [m for m in metrics if m in logged]
+    if not metrics:
+        sys.exit("error: these runs' metrics.jsonl hold no step yet")
+    grid_columns = min(3, len(metrics))
+    grid_rows = -(-len(metrics) // grid_columns)
+    fig, axes = plt.subplots(grid_rows, grid_columns, figsize=(4.6 * grid_columns, 3.4 * grid_rows),
+                             squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
     for ax, metric in zip(axes.flat, metrics):

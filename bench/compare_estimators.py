@@ -16,8 +16,9 @@ learning rate and sampling for every estimator; only the advantage (and the ROUG
 
 A cell takes about 20 minutes on a 2-core machine, so the matrix is meant to run in parts: each
 finished cell's metrics.jsonl, config.json and eval results.json are copied to bench/estimators/,
-and a cell found there is skipped. The table (bench/estimators/summary.md) and the plot
-(bench/estimators/curves.png) are rewritten after every cell.
+with a provenance.json (commit, versions, machine), and a cell found there is skipped. The table
+(bench/estimators/summary.md) and the plot (bench/estimators/curves.png) are rewritten after every
+cell.
 """
 
 import argparse
@@ -43,12 +44,14 @@ def provenance() -> dict:
     import torch
     import transformers
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "lampo.py", "eval.py"], cwd=REPO,
+    code = ["lampo.py", "eval.py", "answer_check.py", "length_pref.py", "demo/learn_real_model.py",
+            "demo/data"]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *code], cwd=REPO,
                            capture_output=True, text=True).stdout
-    return {"commit": commit.strip(), "lampo_or_eval_modified": bool(dirty.strip()),
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"commit": commit.strip(), "code_modified": bool(dirty.strip()),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"}
+            "python": platform.python_version(), "machine": f"{platform.machine()}, {cores} cores"}
 
 
 def run_cell(model: Path, runs: Path, estimator: str, seed: int, device: str) -> None:
@@ -58,7 +61,8 @@ def run_cell(model: Path, runs: Path, estimator: str, seed: int, device: str) ->
     recipe.evaluate(checkpoint, run_dir / "eval", device)
     keep = RESULTS / name
     keep.mkdir(parents=True, exist_ok=True)
-    for source, target in [(run_dir / "config.json", "config.json"), (run_dir / "metrics.jsonl", "metrics.jsonl"),
+    for source, target in [(run_dir / "config.json", "config.json"),
+                           (run_dir / "metrics.jsonl", "metrics.jsonl"),
                            (run_dir / "eval/results.json", "results.json")]:
         shutil.copy(source, keep / target)
     (keep / "provenance.json").write_text(json.dumps(provenance(), indent=2))
@@ -77,7 +81,8 @@ def finished_cells() -> dict[str, list[tuple[int, dict]]]:
 
 
 def summary_table(base: dict | None, cells: dict[str, list[tuple[int, dict]]]) -> str:
-    lines = ["| run | seeds | held-out avg@K, mean ± std over seeds (%) | per seed (± its standard error) |",
+    lines = ["| run | seeds | held-out avg@K, mean ± std over seeds (%) | per seed (± its standard error) "
+             "|",
              "|---|---|---|---|"]
     if base:
         lines.append(f"| SmolLM2-135M-Instruct, untrained | – | {base['avg@K']:.1f} | "
@@ -105,10 +110,11 @@ def write_summary(base: dict | None) -> None:
     folders = [RESULTS / f"{name}-seed{seed}" for name, runs in cells.items() for seed, _ in runs]
     if folders:
         try:
-            import plot_runs
-        except ImportError as e:
-            print(f"(no plot: {e.name} is missing: pip install -r demo/requirements.txt)")
+            import matplotlib  # noqa: F401  plot_runs imports it only when it draws
+        except ImportError:
+            print("(no plot: matplotlib is missing: pip install -r demo/requirements.txt)")
             return
+        import plot_runs
         plot_runs.plot(plot_runs.group_by_run(folders), RESULTS / "curves.png",
                        metrics=("reward_mean", "accuracy", "response_len_mean", "truncated_frac"),
                        title="SmolLM2-135M-Instruct on the sums task: mean over seeds, band = min..max")
@@ -120,7 +126,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run, in order")
     parser.add_argument("--estimators", nargs="+", default=list(recipe.ESTIMATORS),
                         choices=list(recipe.ESTIMATORS), help="which estimators to run")
-    parser.add_argument("--runs-dir", default="runs/estimators", help="where runs and checkpoints go")
+    parser.add_argument("--runs-dir", default="runs/estimators",
+                        help="where runs and checkpoints go, relative to the repository")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train and eval")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite the table and plot")
     args = parser.parse_args()

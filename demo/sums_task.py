@@ -3,8 +3,9 @@ A small verifiable task for a small real model: sums of two digits, asked in wor
 
 Each row has the columns lampo.py and eval.py read: problem, solution (a worked answer ending in
 \\boxed{}, the ROUGE-L reference) and answer. Both splits hold all 81 sums of two digits 1..9; the
-held-out split asks each of them in three phrasings that training never uses, so a rise in
-held-out accuracy is learning to add and to answer, not learning the training prompts' wording.
+held-out split asks each of them in three phrasings that training never uses. A rise in held-out
+accuracy is therefore not the training prompts' wording being learned; as the sums are the same
+81 in both splits, it does not show addition carrying over to pairs never trained on.
 
     python demo/sums_task.py              # writes demo/data/sums_train.jsonl and sums_heldout.jsonl
 
