@@ -137,21 +137,21 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
-    # token of a, the zero bits of v mark where the LCS length steps up along b, so
+    # word of a, the zero bits of v mark where the LCS length steps up along b, so
     # LCS = len(b) - popcount(v). The addition carries a run of matches forward in one go.
-    masks = {}  # token -> bitmask of its positions in b
-    for i, tok in enumerate(b):
-        masks[tok] = masks.get(tok, 0) | (1 << i)
+    masks = {}  # word -> bitmask of its positions in b
+    for i, word in enumerate(b):
+        masks[word] = masks.get(word, 0) | (1 << i)
     v = full = (1 << len(b)) - 1
-    for tok in a:
-        if tok in masks:  # a token absent from b leaves v unchanged
-            u = v & masks[tok]
+    for word in a:
+        if word in masks:  # a word absent from b leaves v unchanged
+            u = v & masks[word]
             v = ((v + u) | (v - u)) & full
     return len(b) - v.bit_count()
 
 def rouge_l_f1(response: str, reference: str) -> float:
     pred, target = rouge_tokenize(response, None), rouge_tokenize(reference, None)
-    # F1 = 2PR / (P + R) with precision P = lcs / |pred| and recall R = lcs / |target|, simplified
+    # F1 = 2 * prec * rec / (prec + rec), prec = lcs / |pred|, rec = lcs / |target|, simplified
     return 2 * lcs_length(pred, target) / max(1, len(pred) + len(target))
 
 # ---- Advantage -----------------------------------------------------------------------------------
@@ -175,8 +175,9 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
     G = rewards.shape[-1]
     reward_gap = rewards[:, :, None] - rewards[:, None, :]            # [B, G, G]  r_i - r_j
     margin = (scores[:, :, None] - scores[:, None, :]) / tau          # [B, G, G]  (s_i - s_j) / tau
-    # lam_ij = 2 * (1 - P_policy(the reward-consistent order)): < 1 for pairs the policy already
-    # ranks right, > 1 for pairs it ranks wrong. Symmetric, so each group's advantages sum to 0.
+    # lam_ij = 2 * (1 - the policy's probability of the reward-consistent order): < 1 for pairs
+    # the policy already ranks right, > 1 for pairs it ranks wrong. Symmetric, so each group's
+    # advantages sum to 0.
     lam = 2 * torch.sigmoid(-torch.sign(reward_gap) * margin)
     return (lam * reward_gap).sum(-1) / (G - 1)
 
@@ -197,7 +198,7 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 # ---- Log-probs -----------------------------------------------------------------------------------
 # log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
 # the untruncated log-prob, as in TRL and verl: a truncated one would give -inf to a token the moved
-# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-word vocabulary would not
+# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-token vocabulary would not
 # fit, so the output layer runs on chunks of positions, each recomputed in the backward pass.
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
