@@ -203,9 +203,9 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
-def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+def chunk_logprobs(hidden: torch.Tensor, unembedding: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
-    logits = (hidden @ weight.T).float()                               # [b, C, V]
+    logits = (hidden @ unembedding.T).float()                               # [b, C, V]
     logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
@@ -218,9 +218,10 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                  position_ids=position_ids, use_cache=False).last_hidden_state
     hidden = hidden[:, -n_tokens - 1:-1]                               # position t predicts token t+1
     targets = input_ids[:, -n_tokens:]
-    weight = model.get_output_embeddings().weight
+    unembedding = model.get_output_embeddings().weight                  # [V, hidden size]
     chunk = max(1, LOGIT_CHUNK_TOKENS // input_ids.shape[0])
-    return torch.cat([recompute_in_backward(chunk_logprobs, h, weight, y, temperature, use_reentrant=False)
+    return torch.cat([recompute_in_backward(chunk_logprobs, h, unembedding, y, temperature,
+                                            use_reentrant=False)
                       for h, y in zip(hidden.split(chunk, 1), targets.split(chunk, 1))], dim=1)
 
 @torch.no_grad()
@@ -295,20 +296,20 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
         loss_sum = 0.0
         for rows in micros:
             ids, attn, n_tokens = micro_batch(batch, rows, device)
-            micro = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
+            cells = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
             # Rebuilt for every backward pass: with length-pref the weights carry the exponent's gradient.
             f = None if length_pref is None else length_pref(lengths.view(-1, cfg.group_size)).flatten()[mini]
             mini_weights = token_weights(response_mask[mini], cfg.loss_agg, f)               # [n, T]
             weights = torch.zeros_like(response_mask).index_put((mini,), mini_weights)       # [N, T]
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, n_tokens, cfg.temperature)
-            micro_ref = None if ref_logp is None else ref_logp[micro].to(device)
-            loss, stats = policy_loss(logp, batch.old_logp[micro].to(device), advantages[rows].to(device),
-                                      weights[micro], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
+            ref_cells = None if ref_logp is None else ref_logp[cells].to(device)
+            loss, stats = policy_loss(logp, batch.old_logp[cells].to(device), advantages[rows].to(device),
+                                      weights[cells], cfg.clip_low, cfg.clip_high, ref_cells, cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
             if k == 0:  # the policy has not moved yet: how far is the sampler's copy from it?
-                gap = (logp.detach() - batch.sampler_logp[micro].to(device)).abs() * response_mask[micro]
+                gap = (logp.detach() - batch.sampler_logp[cells].to(device)).abs() * response_mask[cells]
                 totals["sampler_logp_gap"] += gap.sum().item() / response_mask[mini].sum().item()
             for key, value in stats.items():
                 totals[key] += value / len(plan)
