@@ -370,7 +370,7 @@ class FilledKVLayer(StaticLayer):
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tuple[torch.Tensor, ...]:
+def sample_batch(model, prompt_ids: list[list[int]], sampling: Sampling) -> tuple[torch.Tensor, ...]:
     """Sampled ids and their log-probs, [N, <= max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
@@ -394,10 +394,10 @@ def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tupl
             attn[:, width + t - 1], position = 1, position + 1
             logits = model(input_ids=token, attention_mask=attn[:, :width + t], position_ids=position,
                            cache=cache, use_cache=True).logits[:, -1]
-        logp = torch.log_softmax(logits.float() / sampling.temperature, -1)             # [N, V]
-        token = torch.multinomial(truncate_distribution(logp, sampling.top_k, sampling.top_p).exp(), 1)
+        vocab_logp = torch.log_softmax(logits.float() / sampling.temperature, -1)       # [N, V]
+        token = torch.multinomial(truncate_distribution(vocab_logp, sampling.top_k, sampling.top_p).exp(), 1)
         tokens.append(token)
-        logprobs.append(logp.gather(-1, token))
+        logprobs.append(vocab_logp.gather(-1, token))
         lengths += ~ended
         ended |= torch.isin(token[:, 0], end_ids)
         if ended.all():
@@ -410,10 +410,10 @@ def sample_responses(model, prompt_ids: list[list[int]], sampling: Sampling,
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
     responses, logprobs = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], sampling)
-        for row, row_logp, n in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
-            responses.append(row[:n])
-            logprobs.append(row_logp[:n])
+        tokens, logp, lengths = sample_batch(model, prompt_ids[start:start + batch_size], sampling)
+        for row, row_logp, length in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
+            responses.append(row[:length])
+            logprobs.append(row_logp[:length])
     truncated = [response[-1] not in sampling.end_ids for response in responses]     # no end token: cut off
     return responses, logprobs, truncated
 
@@ -624,9 +624,9 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
     return examples, len(table) - len(examples)
 
-def example_at(examples: list[dict], position: int, seed: int) -> dict:
-    """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
-    epoch, i = divmod(position, len(examples))
+def example_at(examples: list[dict], index: int, seed: int) -> dict:
+    """The example at an index of an endless stream, reshuffled every epoch: resuming needs only the index."""
+    epoch, i = divmod(index, len(examples))
     return random.Random(seed * 1_000_003 + epoch).sample(examples, len(examples))[i]
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -812,13 +812,13 @@ def in_interval(value: float, interval: str) -> bool:
     return above and (value < high if interval[-1] == ")" else value <= high)
 
 def validate(cfg: Config) -> None:
-    for f in fields(Config):
-        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
-        choices, within = f.metadata["choices"], f.metadata["within"]
+    for option in fields(Config):
+        value, flag = getattr(cfg, option.name), "--" + option.name.replace("_", "-")
+        choices, within = option.metadata["choices"], option.metadata["within"]
         if choices and value not in choices:
             raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
         if within and not in_interval(value, within):
-            raise UsageError(f"{flag} must be in {within} (got {value}): {f.metadata['help']}")
+            raise UsageError(f"{flag} must be in {within} (got {value}): {option.metadata['help']}")
     responses = cfg.prompts_per_step * cfg.group_size
     if cfg.mini_batches > responses:
         raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {responses} responses "
@@ -837,19 +837,21 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(Config):
-        flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
-        help += f" (valid: {f.metadata['within']})" if f.metadata["within"] else ""
-        if f.type is bool:                     # --resume alone; --thinking and --no-thinking
-            kind = {"action": "store_true" if f.default is False else argparse.BooleanOptionalAction}
+    for option in fields(Config):
+        flag, help = "--" + option.name.replace("_", "-"), option.metadata["help"]
+        choices, within = option.metadata["choices"], option.metadata["within"]
+        help += f" (valid: {within})" if within else ""
+        if option.type is bool:                # --resume alone; --thinking and --no-thinking
+            kind = {"action": "store_true" if option.default is False else argparse.BooleanOptionalAction}
         else:
-            kind = {"type": {int: int, float: float}.get(f.type, str), "choices": choices}
-        default = argparse.SUPPRESS if f.default is None else f.default  # no "(default: None)": Config's None
+            kind = {"type": {int: int, float: float}.get(option.type, str), "choices": choices}
+        unset = option.default is None          # left to Config's None: no "(default: None)" in --help
+        default = argparse.SUPPRESS if unset else option.default
         parser.add_argument(flag, default=default, help=help, **kind)
     args = vars(parser.parse_args(argv))
     if args["resume"]:       # the run's settings become the defaults; checkpoint_to_resume() checks the rest
         started = saved_config(Path(args["output_dir"]).expanduser())
-        names = {f.name for f in fields(Config)} - {"output_dir"}
+        names = {option.name for option in fields(Config)} - {"output_dir"}
         parser.set_defaults(**{k: v for k, v in started.items() if k in names})
         args = vars(parser.parse_args(argv))
     return Config(**args)

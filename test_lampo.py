@@ -763,7 +763,7 @@ def test_token_logprobs_match_naive_with_left_padding(model, monkeypatch):
 
 
 def scripted_responses(model, monkeypatch, rows, end_ids, pad_id):
-    """sample_responses, one chunk, where torch.multinomial draws these rows' tokens column by column
+    """sample_responses, one sampling batch, where torch.multinomial draws these rows' tokens column by column
     (the model still gives the log-probs): what the decode loop makes of a known draw."""
     columns = iter(torch.tensor(rows).T[:, :, None])
     monkeypatch.setattr(torch, "multinomial", lambda probs, num_samples: next(columns))
@@ -807,7 +807,7 @@ def test_decoding_stops_once_every_row_has_ended(model, tokenizer):
     stop there instead of running max_new_tokens forward passes of padding."""
     sampling = lampo.Sampling(64, 1.0, 1.0, tuple(range(0, 256, 2)), tokenizer.pad_token_id)
     torch.manual_seed(0)
-    tokens, _, lengths = lampo.sample_chunk(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
+    tokens, _, lengths = lampo.sample_batch(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
     assert tokens.shape[1] < 64
     assert all(any(t in sampling.end_ids for t in row) for row in tokens.tolist())
     for row, n in zip(tokens.tolist(), lengths.tolist()):      # each row's length runs to its first end token

@@ -187,7 +187,7 @@ class ForcedLength:
         return getattr(self.model, name)
 
     def __call__(self, **kwargs):
-        if "logits_to_keep" in kwargs:           # sample_chunk's prefill: a new chunk of rows begins
+        if "logits_to_keep" in kwargs:           # sample_batch's prefill: a new sampling batch begins
             self.calls, self.starts = 0, []
         self.sync()
         self.starts.append(time.perf_counter())
@@ -204,7 +204,7 @@ class ForcedLength:
 
     def ms_per_token(self) -> float:
         steps = [b - a for a, b in zip(self.starts[1:], self.starts[2:])]       # decode pass to decode pass
-        return 1000 * statistics.median(steps)             # (the last chunk of rows)
+        return 1000 * statistics.median(steps)             # (the last sampling batch)
 
 
 class StepClock(StoppingCriteria):
