@@ -9,7 +9,7 @@ no critic, pushes each by its reward standardised in its group, through PPO's cl
     A_i   = (r_i - mean(r)) / std(r)
     rho_t = pi_theta(y_i,t | x, y_i,<t) / pi_old(y_i,t | x, y_i,<t)
     maximise  mean_t min(rho_t * A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) * A_i)
-              - beta * KL(pi_theta || pi_ref)
+              - beta * KL(pi_theta || pi_ref)          pi_ref: the reference, the initial model, frozen
 
 LamPO changes the advantage: each response sums its reward gaps to every peer, each pair weighed
 by how unsure the policy is about it (LambdaRank's idea, from learning to rank: a pair the model
@@ -104,7 +104,8 @@ class Config:
     length_pref_lr: float = arg(1e-3, "length-pref: learning rate of its exponent (ours)", within="[0, inf)")
     clip_low: float = arg(0.2, "PPO clip: the ratio new/old policy is held >= 1 - this", within="[0, 1)")
     clip_high: float = arg(0.28, "PPO clip: the ratio is held <= 1 + this", within="[0, inf)")
-    kl_coef: float = arg(0.001, "KL penalty's weight (0 skips loading the start model)", within="[0, inf)")
+    kl_coef: float = arg(0.001, "KL penalty's weight (0: the reference, the initial model, is not loaded)",
+                         within="[0, inf)")
     mini_batches: int = arg(2, "optimizer updates per step (> 1: clipping acts)", within="[1, inf)")
     micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient; on CPU 16 is faster)",
                                 within="[1, inf)")
@@ -237,7 +238,8 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 # ---- Loss ----------------------------------------------------------------------------------------
 # PPO's clipped surrogate per token, plus beta times Schulman's k3 estimate of KL(pi_theta || pi_ref):
 # never negative, and unbiased for tokens drawn from pi_theta. Ours were drawn from pi_old, which is
-# pi_theta only in the first mini-batch, so later mini-batches get a biased estimate.
+# pi_theta only in the first mini-batch, so later mini-batches get a biased estimate; and on CUDA they
+# were drawn by pi_old's bf16 copy, close to pi_old but not equal to it.
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1

@@ -1024,7 +1024,7 @@ def test_fp32_master_weights_keep_updates_that_bf16_rounds_away(model):
 
 def test_load_models_keeps_an_fp32_policy_and_on_cuda_bf16_frozen_models(monkeypatch):
     """Sampler and reference are bf16 on CUDA and fp32 on CPU, where the policy samples itself; the
-    reference is always the start model, the policy and sampler the checkpoint being resumed."""
+    reference is always the initial model, the policy and sampler the checkpoint being resumed."""
     class Loaded:
         def __init__(self, source, device, dtype):
             self.source, self.dtype = source, dtype
