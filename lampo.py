@@ -864,10 +864,12 @@ def main(argv: list[str] | None = None) -> None:
         train(cfg)
     except (UsageError, FloatingPointError, torch.OutOfMemoryError, KeyboardInterrupt) as e:
         oom = "out of GPU memory: lower --gen-batch-size (sampling) or --micro-batch-size (update)"
-        resume = f"continue from the newest checkpoint in {cfg.output_dir} with --resume"
+        stopped = (f"interrupted: continue from the newest checkpoint in {cfg.output_dir} with --resume"
+                   if checkpoints(Path(cfg.output_dir).expanduser()) else
+                   "interrupted before the first checkpoint: run the same command again to start over")
         message, code = {UsageError: (f"error: {e}", 2), FloatingPointError: (f"error: {e}", 1),
                          torch.OutOfMemoryError: (f"error: {oom}", 1),
-                         KeyboardInterrupt: (f"interrupted: {resume}", 130)}[type(e)]
+                         KeyboardInterrupt: (stopped, 130)}[type(e)]
         print(message, file=sys.stderr)
         sys.exit(code)
 

@@ -1241,6 +1241,22 @@ def test_a_second_ctrl_c_quits_at_once_and_the_old_handler_returns(tiny_model, m
         signal.signal(signal.SIGINT, original)
 
 
+def test_an_interrupted_run_says_resume_only_once_it_has_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """Before the first checkpoint there is nothing for --resume to continue: run the command again."""
+    def interrupted_train(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lampo, "train", interrupted_train)
+    for saved, advice in ((False, "interrupted before the first checkpoint: run the same command again"),
+                          (True, f"interrupted: continue from the newest checkpoint in {tmp_path} with --resume")):
+        if saved:
+            (tmp_path / "checkpoint-1").mkdir()
+        with pytest.raises(SystemExit) as exit_info:
+            lampo.main(["--output-dir", str(tmp_path)])
+        assert exit_info.value.code == 130
+        assert advice in capsys.readouterr().err
+
+
 def test_nan_updates_are_skipped_then_stop_the_run_after_saving(tiny_model, math_jsonl, tmp_path):
     cfg = tiny_config(tiny_model, math_jsonl, tmp_path, steps=5, save_every=100, mini_batches=1)
     nan_reward = lambda response, example: {"reward": float("nan"), "correct": 0.0, "rouge": 0.0}
