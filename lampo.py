@@ -707,14 +707,16 @@ def make_optimizer(policy, cfg: Config, length_pref: LengthPreference | None = N
 
 # ---- Checkpoints ---------------------------------------------------------------------------------
 # Hugging Face folders (fp32 weights and tokenizer, loadable by AutoModelForCausalLM and vLLM) plus
-# trainer_state.pt (optimizer, scheduler, step, data position, RNGs): a resumed run continues exactly.
+# trainer_state.pt (optimizer, scheduler, step, data position, RNGs, length-pref's exponent): a resumed
+# run continues exactly.
 # Written to a temporary folder, then renamed: a crash mid-save never corrupts the newest checkpoint.
 
 def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
-# What a resumed run may change: none of these touches the math or the order of the data.
+# What a resumed run may change: none of these changes the method or the order of the data (--device
+# changes only the precision: see Models and precision).
 CHANGEABLE_ON_RESUME = ("output_dir", "resume", "steps", "save_every", "keep_checkpoints",
                         "log_samples_every", "device", "gen_batch_size", "micro_batch_size")
 
@@ -776,7 +778,9 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, length_pref) -> tuple[in
     if length_pref is not None:
         length_pref.load_state_dict(state["length_pref"])
     torch.set_rng_state(state["torch_rng"])
-    torch.cuda.set_rng_state_all(state["cuda_rng"] or [])    # one state per GPU saved; None in older runs
+    # One state per GPU, [] without CUDA; checkpoints written on CPU before 2026-11-30 hold None, and
+    # runs started then must still resume.
+    torch.cuda.set_rng_state_all(state["cuda_rng"] or [])
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 
