@@ -29,7 +29,8 @@ its code unpublished: the formulas are our reading of its abstract (LAMPO_SPEC.m
 are ours), and only this repository's own runs can show whether LamPO beats GRPO.
 
 Reading map: the method is Reward, Advantage, Loss, Update and Training loop; read them first, in
-order. ROUGE-L, Log-probs, Sampling and Rollout batch make its inputs (answer_check.py too), fast.
+order. ROUGE-L, Log-probs, Sampling and Rollout batch compute its inputs, fast (answer_check.py gives
+the correctness verdict).
 Config and all after the training loop (data, prompts, models, checkpoints, CLI) can wait for a second read.
 
 Run (one GPU, bf16):
@@ -97,11 +98,14 @@ class Config:
                          "(listwise)", ("lampo", "grpo", "rloo", "lpo"))
     tau: float = arg(0.1, "lampo: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
     rouge_weight: float = arg(0.1, "ROUGE-L's weight in the reward (ours; 0 for GRPO)", within="[0, inf)")
-    lpo_tau: float = arg(0.1, "lpo: reward temperature of its target (ours)", within="(0, inf)")
+    lpo_tau: float = arg(0.1, "lpo: temperature of the rewards in LPO's target distribution (ours)",
+                         within="(0, inf)")
     loss_agg: str = arg("token-mean", "token-mean (each token alike), seq-mean (each response alike) or "
                         "length-pref (learned length preference)", ("token-mean", "seq-mean", "length-pref"))
-    length_pref_strength: float = arg(0.1, "length-pref: how far length moves f (ours)", within="[0, inf)")
-    length_pref_lr: float = arg(1e-3, "length-pref: learning rate of its exponent (ours)", within="[0, inf)")
+    length_pref_strength: float = arg(0.1, "length-pref: how strongly a response's standardised length sets "
+                                      "its token weight (ours)", within="[0, inf)")
+    length_pref_lr: float = arg(1e-3, "length-pref: learning rate of the learned length exponent (ours)",
+                                within="[0, inf)")
     clip_low: float = arg(0.2, "PPO clip: the ratio new/old policy is held >= 1 - this", within="[0, 1)")
     clip_high: float = arg(0.28, "PPO clip: the ratio is held <= 1 + this", within="[0, inf)")
     kl_coef: float = arg(0.001, "KL penalty's weight (0: the reference, the initial model, is not loaded)",
@@ -124,7 +128,8 @@ class Config:
 # ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
 # signal; even a cut-off response earns it. GRPO's std division would blow it up to full size, so the
 # paper's GRPO baseline runs with --rouge-weight 0. correct() is answer_check.py's verdict on the final
-# answer (after </think>), by value with math-verify. train(cfg, reward_fn=...) takes other verifiers.
+# answer (after </think>), by value with math-verify. train(cfg, reward_fn=...) takes another verifier:
+# (response text, example) -> {"reward", "correct", "rouge"}, as reward() returns.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
@@ -841,7 +846,8 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see --help\n")
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
+    parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. The paper gives no defaults: every "
+                            "default is this project's; (ours) marks the estimators' own parameters.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for option in fields(Config):
         flag, help = "--" + option.name.replace("_", "-"), option.metadata["help"]
