@@ -1607,6 +1607,21 @@ def test_eval_registry_entries_read_the_real_columns(local_registry):
         assert f"{problem['answer']}) {row['Correct Answer'].strip()}\n" in problem["problem"] + "\n"
 
 
+def test_eval_a_registry_entry_missing_a_column_blames_the_hub_not_the_column_flags(local_registry,
+                                                                                     monkeypatch):
+    """--prompt-field and --answer-field map local files only: a registry entry whose hub dataset lost a
+    column is pointed at testdata/'s copy where one ships."""
+    for name, copy in (("aime24", "testdata/aime24.jsonl"), ("gpqa_diamond", None)):
+        entry = dataclasses.replace(lampo_eval.BENCHMARKS[name], problem="Problem Text")
+        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, entry)
+        with pytest.raises(lampo.UsageError) as error:
+            lampo_eval.load_problems(name, entry)
+        message = str(error.value)
+        assert "has no column 'Problem Text'" in message and "has changed its columns" in message
+        assert "--prompt-field" not in message
+        assert (copy in message and "--benchmarks" in message) if copy else "testdata" not in message
+
+
 def test_eval_local_file_benchmark(tmp_path):
     path = write_jsonl(tmp_path / "mine.jsonl", [{"problem": "1+1?", "answer": "2"}])
     name, bench = lampo_eval.resolve_benchmark(path)
