@@ -211,7 +211,7 @@ LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at on
 
 def chunk_logprobs(hidden: torch.Tensor, unembedding: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
-    logits = (hidden @ unembedding.T).float()                               # [b, C, V]
+    logits = (hidden @ unembedding.T).float()                          # [b, C, V]
     logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
@@ -224,7 +224,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                  position_ids=position_ids, use_cache=False).last_hidden_state
     hidden = hidden[:, -n_tokens - 1:-1]                               # position t predicts token t+1
     targets = input_ids[:, -n_tokens:]
-    unembedding = model.get_output_embeddings().weight                  # [V, hidden size]
+    unembedding = model.get_output_embeddings().weight                 # [V, hidden size]
     chunk = max(1, LOGIT_CHUNK_TOKENS // input_ids.shape[0])
     return torch.cat([recompute_in_backward(chunk_logprobs, h, unembedding, y, temperature,
                                             use_reentrant=False)
