@@ -126,15 +126,22 @@ def multiple_choice(question: str, correct: str, wrong: list[str]) -> tuple[str,
     return question.strip() + "\n\n" + "\n".join(lines), letters[order.index(0)]
 
 
+def shipped_copy(name: str, bench: Benchmark) -> str | None:
+    """testdata/'s copy of a registry benchmark, as a path for --benchmarks; None if none ships."""
+    copy = TESTDATA / f"{name}.jsonl"
+    if bench != BENCHMARKS.get(name) or not copy.exists():
+        return None
+    return str(copy.relative_to(Path.cwd()) if copy.is_relative_to(Path.cwd()) else copy)
+
+
 def load_problems(name: str, bench: Benchmark) -> list[dict]:
     """[{id, problem, answer, instruction, multiple_choice}] in table order; hub ids and local files alike."""
+    registry, copy = bench == BENCHMARKS.get(name), shipped_copy(name, bench)
     try:
         table = lampo.load_table(bench.source, bench.split, bench.config)
     except UsageError as e:
-        copy = TESTDATA / f"{name}.jsonl"     # offline: the same problems ship with this repository
-        if bench == BENCHMARKS.get(name) and copy.exists():
-            shown = copy.relative_to(Path.cwd()) if copy.is_relative_to(Path.cwd()) else copy
-            raise UsageError(f"{e}; {shown} holds the same problems: --benchmarks {shown}") from None
+        if copy:                              # offline: the same problems ship with this repository
+            raise UsageError(f"{e}; {copy} holds the same problems: --benchmarks {copy}") from None
         if not bench.gated:
             raise
         raise UsageError(f"{e}; {name} is gated: accept its terms on https://huggingface.co/datasets/"
@@ -142,8 +149,14 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     boxed = bench.solution is not None and bench.answer not in table.column_names
     gold_column = bench.solution if boxed else bench.answer
     columns = [c for c in (bench.id, bench.problem, gold_column, *bench.distractors) if c]
-    lampo.require_columns(table, columns, bench.source, "map a file's columns with --prompt-field and "
-                          "--answer-field, or --solution-field for a gold answer in its last \\boxed{}")
+    if not registry:
+        hint = ("map a file's columns with --prompt-field and --answer-field, or --solution-field for a "
+                "gold answer in its last \\boxed{}")
+    elif copy:
+        hint = f"the hub dataset has changed its columns; {copy} holds the same problems: --benchmarks {copy}"
+    else:         # the column flags apply to local files only: a registry entry's columns are eval.py's
+        hint = f"the hub dataset has changed its columns since eval.py's {name} entry was written"
+    lampo.require_columns(table, columns, bench.source, hint)
     problems, dropped = [], 0
     for i, row in enumerate(table):
         gold = answer_check.last_boxed(row[gold_column] or "") if boxed else row[gold_column]
@@ -272,12 +285,12 @@ def read_settings(path: Path) -> dict:
 
 def check_settings(out: Path, settings: dict) -> None:
     """Samples drawn under other settings must never be averaged into these numbers."""
-    samples = sorted(path.name for path in out.glob("*.jsonl") if path.stat().st_size)
-    if not samples:
+    sample_files = sorted(path.name for path in out.glob("*.jsonl") if path.stat().st_size)
+    if not sample_files:
         return                  # nothing drawn yet, as after a run that failed before its first sample
     path = out / "settings.json"
     if not path.exists():
-        raise UsageError(f"{out} holds samples ({samples[0]}) but no settings.json saying how they were "
+        raise UsageError(f"{out} holds samples ({sample_files[0]}) but no settings.json saying how they were "
                          "drawn, so they cannot be checked against these settings: choose another "
                          "--output-dir")
     old = read_settings(path)
@@ -391,12 +404,13 @@ def run_benchmark(model, tokenizer, sampling, name: str, problems: list[dict], a
 # deviation over problems of per-problem mean accuracy, over sqrt(n). It includes the noise of
 # drawing only K samples; more samples shrink that part, never the spread of the 30 AIME problems.
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """P(at least one of k samples is right) for a problem with c of n samples right, k <= n.
+def pass_at_k(samples: int, correct: int, k: int) -> float:
+    """P(at least one of k samples is right) for a problem with `correct` of its `samples` right.
 
-    The unbiased estimator 1 - C(n-c, k) / C(n, k) of Chen et al. 2021 (arXiv 2107.03374): the
-    share of k-subsets of the n samples that hold a right one. comb() is 0 when k > n - c."""
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    The unbiased estimator 1 - C(samples - correct, k) / C(samples, k) of Chen et al. 2021
+    (arXiv 2107.03374; their n, c, k), for k <= samples: the share of k-subsets of the samples that
+    hold a right one. comb() is 0 when k > samples - correct."""
+    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
 
 
 def summarize(name: str, rows: list[dict], samples: int) -> dict:
@@ -438,15 +452,15 @@ def format_table(results: list[dict]) -> str:
 # weights) and float32 on CPU, and the benchmarks run one after another.
 
 def validate(args) -> None:
-    problems = [(args.temperature <= 0, "--temperature must be positive: this is a sampling eval, and greedy "
+    checks = [(args.temperature <= 0, "--temperature must be positive: this is a sampling eval, and greedy "
                                         "decoding repeats itself endlessly in thinking mode"),
                 (not 0 < args.top_p <= 1, f"--top-p must be in (0, 1] (got {args.top_p})"),
                 (args.top_k < 0, f"--top-k must be 0 (off) or positive (got {args.top_k})")]
     for name in ("samples", "batch_size", "max_new_tokens", "limit"):
         value, option = getattr(args, name), "--" + name.replace("_", "-")
-        problems.append((value is not None and value < 1, f"{option} must be at least 1 (got {value})"))
-    for flag, message in problems:
-        if flag:
+        checks.append((value is not None and value < 1, f"{option} must be at least 1 (got {value})"))
+    for failed, message in checks:
+        if failed:
             raise UsageError(message)
 
 
@@ -475,8 +489,8 @@ def evaluate(args) -> list[dict]:
         results.append(summarize(name, rows, args.samples))
     write_atomic(out / "results.json", json.dumps({"settings": settings, "results": results}, indent=2))
     print(format_table(results))
-    samples = ", ".join(str(out / f"{name}.jsonl") for name in problems)
-    print(f"results in {out / 'results.json'}; samples in {samples}")
+    sample_paths = ", ".join(str(out / f"{name}.jsonl") for name in problems)
+    print(f"results in {out / 'results.json'}; samples in {sample_paths}")
     return results
 
 
@@ -518,9 +532,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--batch-size", type=int, default=16,
         help="sequences sampled at once; their KV cache is allocated up front for the whole "
              "--max-new-tokens: 3.5 GiB per 32k-token Qwen3-1.7B sequence (28 layers x 8 heads x 128 dims "
-             "x K,V x 2 bytes = 112 KiB a token), so 16 fit an 80 GB GPU")
+             "x keys and values x 2 bytes = 112 KiB a token), so 16 fit an 80 GB GPU")
     add("--output-dir",
-        help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model>")
+        help="where settings.json, results.json and <benchmark>.jsonl go; unset: runs/eval/<model with / "
+             "as _>, plus -no-thinking without thinking (e.g. runs/eval/Qwen_Qwen3-1.7B)")
     add("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto picks CUDA when available")
     add("--seed", type=int, default=0, help="seed for sampling")
     args = parser.parse_args(argv)

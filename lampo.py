@@ -9,7 +9,7 @@ no critic, pushes each by its reward standardised in its group, through PPO's cl
     A_i   = (r_i - mean(r)) / std(r)
     rho_t = pi_theta(y_i,t | x, y_i,<t) / pi_old(y_i,t | x, y_i,<t)
     maximise  mean_t min(rho_t * A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) * A_i)
-              - beta * KL(pi_theta || pi_ref)
+              - beta * KL(pi_theta || pi_ref)          pi_ref: the reference, the initial model, frozen
 
 LamPO changes the advantage: each response sums its reward gaps to every peer, each pair weighed
 by how unsure the policy is about it (LambdaRank's idea, from learning to rank: a pair the model
@@ -29,7 +29,8 @@ its code unpublished: the formulas are our reading of its abstract (LAMPO_SPEC.m
 are ours), and only this repository's own runs can show whether LamPO beats GRPO.
 
 Reading map: the method is Reward, Advantage, Loss, Update and Training loop; read them first, in
-order. ROUGE-L, Log-probs, Sampling and Rollout batch make its inputs (answer_check.py too), fast.
+order. ROUGE-L, Log-probs, Sampling and Rollout batch compute its inputs, fast (answer_check.py gives
+the correctness verdict).
 Config and all after the training loop (data, prompts, models, checkpoints, CLI) can wait for a second read.
 
 Run (one GPU, bf16):
@@ -97,14 +98,18 @@ class Config:
                          "(listwise)", ("lampo", "grpo", "rloo", "lpo"))
     tau: float = arg(0.1, "lampo: pairwise sigmoid temperature, nats per token (ours)", within="(0, inf)")
     rouge_weight: float = arg(0.1, "ROUGE-L's weight in the reward (ours; 0 for GRPO)", within="[0, inf)")
-    lpo_tau: float = arg(0.1, "lpo: reward temperature of its target (ours)", within="(0, inf)")
+    lpo_tau: float = arg(0.1, "lpo: temperature of the rewards in LPO's target distribution (ours)",
+                         within="(0, inf)")
     loss_agg: str = arg("token-mean", "token-mean (each token alike), seq-mean (each response alike) or "
                         "length-pref (learned length preference)", ("token-mean", "seq-mean", "length-pref"))
-    length_pref_strength: float = arg(0.1, "length-pref: how far length moves f (ours)", within="[0, inf)")
-    length_pref_lr: float = arg(1e-3, "length-pref: learning rate of its exponent (ours)", within="[0, inf)")
+    length_pref_strength: float = arg(0.1, "length-pref: how strongly a response's standardised length sets "
+                                      "its token weight (ours)", within="[0, inf)")
+    length_pref_lr: float = arg(1e-3, "length-pref: learning rate of the learned length exponent (ours)",
+                                within="[0, inf)")
     clip_low: float = arg(0.2, "PPO clip: the ratio new/old policy is held >= 1 - this", within="[0, 1)")
     clip_high: float = arg(0.28, "PPO clip: the ratio is held <= 1 + this", within="[0, inf)")
-    kl_coef: float = arg(0.001, "KL penalty's weight (0 skips loading the start model)", within="[0, inf)")
+    kl_coef: float = arg(0.001, "KL penalty's weight (0: the reference, the initial model, is not loaded)",
+                         within="[0, inf)")
     mini_batches: int = arg(2, "optimizer updates per step (> 1: clipping acts)", within="[1, inf)")
     micro_batch_size: int = arg(4, "sequences per forward/backward (same gradient; on CPU 16 is faster)",
                                 within="[1, inf)")
@@ -123,7 +128,8 @@ class Config:
 # ROUGE-L ranks the responses of an all-wrong (or all-right) group, which would otherwise carry no
 # signal; even a cut-off response earns it. GRPO's std division would blow it up to full size, so the
 # paper's GRPO baseline runs with --rouge-weight 0. correct() is answer_check.py's verdict on the final
-# answer (after </think>), by value with math-verify. train(cfg, reward_fn=...) takes other verifiers.
+# answer (after </think>), by value with math-verify. train(cfg, reward_fn=...) takes another verifier:
+# (response text, example) -> {"reward", "correct", "rouge"}, as reward() returns.
 
 def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
     correct = float(is_equiv(extract_answer(response), example["answer"]))
@@ -137,21 +143,21 @@ def reward(response: str, example: dict, rouge_weight: float = 0.1) -> dict:
 
 def lcs_length(a: list[str], b: list[str]) -> int:
     # Bit-parallel LCS (Allison-Dix 1986, Hyyro 2004). Bit i of v stands for b[i]; after each
-    # token of a, the zero bits of v mark where the LCS length steps up along b, so
+    # word of a, the zero bits of v mark where the LCS length steps up along b, so
     # LCS = len(b) - popcount(v). The addition carries a run of matches forward in one go.
-    masks = {}  # token -> bitmask of its positions in b
-    for i, tok in enumerate(b):
-        masks[tok] = masks.get(tok, 0) | (1 << i)
+    masks = {}  # word -> bitmask of its positions in b
+    for i, word in enumerate(b):
+        masks[word] = masks.get(word, 0) | (1 << i)
     v = full = (1 << len(b)) - 1
-    for tok in a:
-        if tok in masks:  # a token absent from b leaves v unchanged
-            u = v & masks[tok]
+    for word in a:
+        if word in masks:  # a word absent from b leaves v unchanged
+            u = v & masks[word]
             v = ((v + u) | (v - u)) & full
     return len(b) - v.bit_count()
 
 def rouge_l_f1(response: str, reference: str) -> float:
     pred, target = rouge_tokenize(response, None), rouge_tokenize(reference, None)
-    # F1 = 2PR / (P + R) with precision P = lcs / |pred| and recall R = lcs / |target|, simplified
+    # F1 = 2 * prec * rec / (prec + rec), prec = lcs / |pred|, rec = lcs / |target|, simplified
     return 2 * lcs_length(pred, target) / max(1, len(pred) + len(target))
 
 # ---- Advantage -----------------------------------------------------------------------------------
@@ -175,8 +181,9 @@ def lampo_advantages(rewards: torch.Tensor, scores: torch.Tensor, tau: float) ->
     G = rewards.shape[-1]
     reward_gap = rewards[:, :, None] - rewards[:, None, :]            # [B, G, G]  r_i - r_j
     margin = (scores[:, :, None] - scores[:, None, :]) / tau          # [B, G, G]  (s_i - s_j) / tau
-    # lam_ij = 2 * (1 - P_policy(the reward-consistent order)): < 1 for pairs the policy already
-    # ranks right, > 1 for pairs it ranks wrong. Symmetric, so each group's advantages sum to 0.
+    # lam_ij = 2 * (1 - the policy's probability of the reward-consistent order): < 1 for pairs
+    # the policy already ranks right, > 1 for pairs it ranks wrong. Symmetric, so each group's
+    # advantages sum to 0.
     lam = 2 * torch.sigmoid(-torch.sign(reward_gap) * margin)
     return (lam * reward_gap).sum(-1) / (G - 1)
 
@@ -197,14 +204,14 @@ ADVANTAGES = {  # (rewards, scores, cfg) -> advantages, all [B, G]
 # ---- Log-probs -----------------------------------------------------------------------------------
 # log pi(y_t | x, y_<t) of each response token, from logits / temperature. Under --top-p < 1 it is
 # the untruncated log-prob, as in TRL and verl: a truncated one would give -inf to a token the moved
-# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-word vocabulary would not
+# policy ranks outside its nucleus. float32 logits over Qwen3's 151,936-token vocabulary would not
 # fit, so the output layer runs on chunks of positions, each recomputed in the backward pass.
 
 LOGIT_CHUNK_TOKENS = 512  # positions x batch rows of float32 logits alive at once
 
-def chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+def chunk_logprobs(hidden: torch.Tensor, unembedding: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> torch.Tensor:
-    logits = (hidden @ weight.T).float()                               # [b, C, V]
+    logits = (hidden @ unembedding.T).float()                          # [b, C, V]
     logits.div_(temperature)                                           # in place: one temporary fewer
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
@@ -217,9 +224,10 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                  position_ids=position_ids, use_cache=False).last_hidden_state
     hidden = hidden[:, -n_tokens - 1:-1]                               # position t predicts token t+1
     targets = input_ids[:, -n_tokens:]
-    weight = model.get_output_embeddings().weight
+    unembedding = model.get_output_embeddings().weight                 # [V, hidden size]
     chunk = max(1, LOGIT_CHUNK_TOKENS // input_ids.shape[0])
-    return torch.cat([recompute_in_backward(chunk_logprobs, h, weight, y, temperature, use_reentrant=False)
+    return torch.cat([recompute_in_backward(chunk_logprobs, h, unembedding, y, temperature,
+                                            use_reentrant=False)
                       for h, y in zip(hidden.split(chunk, 1), targets.split(chunk, 1))], dim=1)
 
 @torch.no_grad()
@@ -235,7 +243,8 @@ def check_output_layer(model, input_ids: list[int]) -> None:
 # ---- Loss ----------------------------------------------------------------------------------------
 # PPO's clipped surrogate per token, plus beta times Schulman's k3 estimate of KL(pi_theta || pi_ref):
 # never negative, and unbiased for tokens drawn from pi_theta. Ours were drawn from pi_old, which is
-# pi_theta only in the first mini-batch, so later mini-batches get a biased estimate.
+# pi_theta only in the first mini-batch, so later mini-batches get a biased estimate; and on CUDA they
+# were drawn by pi_old's bf16 copy, close to pi_old but not equal to it.
 #     rho_t = exp(logp_t - old_t)
 #     l_t   = -min(rho_t * A, clip(rho_t, 1 - eps_low, 1 + eps_high) * A) + beta * KL_t
 #     KL_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1
@@ -294,20 +303,20 @@ def update_policy(policy, optimizer, scheduler, batch: "Rollouts", ref_logp, adv
         loss_sum = 0.0
         for rows in micros:
             ids, attn, n_tokens = micro_batch(batch, rows, device)
-            micro = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
+            cells = (rows, slice(n_tokens))         # of an [N, T] tensor: these rows, to their longest one
             # Rebuilt for every backward pass: with length-pref the weights carry the exponent's gradient.
             f = None if length_pref is None else length_pref(lengths.view(-1, cfg.group_size)).flatten()[mini]
             mini_weights = token_weights(response_mask[mini], cfg.loss_agg, f)               # [n, T]
             weights = torch.zeros_like(response_mask).index_put((mini,), mini_weights)       # [N, T]
             with autocast(device):
                 logp = token_logprobs(policy, ids, attn, n_tokens, cfg.temperature)
-            micro_ref = None if ref_logp is None else ref_logp[micro].to(device)
-            loss, stats = policy_loss(logp, batch.old_logp[micro].to(device), advantages[rows].to(device),
-                                      weights[micro], cfg.clip_low, cfg.clip_high, micro_ref, cfg.kl_coef)
+            ref_cells = None if ref_logp is None else ref_logp[cells].to(device)
+            loss, stats = policy_loss(logp, batch.old_logp[cells].to(device), advantages[rows].to(device),
+                                      weights[cells], cfg.clip_low, cfg.clip_high, ref_cells, cfg.kl_coef)
             loss.backward()
             loss_sum += loss.item()
             if k == 0:  # the policy has not moved yet: how far is the sampler's copy from it?
-                gap = (logp.detach() - batch.sampler_logp[micro].to(device)).abs() * response_mask[micro]
+                gap = (logp.detach() - batch.sampler_logp[cells].to(device)).abs() * response_mask[cells]
                 totals["sampler_logp_gap"] += gap.sum().item() / response_mask[mini].sum().item()
             for key, value in stats.items():
                 totals[key] += value / len(plan)
@@ -368,7 +377,7 @@ class FilledKVLayer(StaticLayer):
         return self.filled + query_length, 0              # (key length, offset) of the coming step's mask
 
 @torch.inference_mode()             # like no_grad, minus autograd's version counters: less work per op
-def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tuple[torch.Tensor, ...]:
+def sample_batch(model, prompt_ids: list[list[int]], sampling: Sampling) -> tuple[torch.Tensor, ...]:
     """Sampled ids and their log-probs, [N, <= max_new_tokens], and each row's length [N] (junk after it)."""
     device = model.device
     distinct = list(dict.fromkeys(map(tuple, prompt_ids)))                   # each prompt once, in order
@@ -392,10 +401,10 @@ def sample_chunk(model, prompt_ids: list[list[int]], sampling: Sampling) -> tupl
             attn[:, width + t - 1], position = 1, position + 1
             logits = model(input_ids=token, attention_mask=attn[:, :width + t], position_ids=position,
                            cache=cache, use_cache=True).logits[:, -1]
-        logp = torch.log_softmax(logits.float() / sampling.temperature, -1)             # [N, V]
-        token = torch.multinomial(truncate_distribution(logp, sampling.top_k, sampling.top_p).exp(), 1)
+        vocab_logp = torch.log_softmax(logits.float() / sampling.temperature, -1)       # [N, V]
+        token = torch.multinomial(truncate_distribution(vocab_logp, sampling.top_k, sampling.top_p).exp(), 1)
         tokens.append(token)
-        logprobs.append(logp.gather(-1, token))
+        logprobs.append(vocab_logp.gather(-1, token))
         lengths += ~ended
         ended |= torch.isin(token[:, 0], end_ids)
         if ended.all():
@@ -408,10 +417,10 @@ def sample_responses(model, prompt_ids: list[list[int]], sampling: Sampling,
     model.eval()                              # eval mode: activation checkpointing off, KV cache on
     responses, logprobs = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        tokens, logp, lengths = sample_chunk(model, prompt_ids[start:start + batch_size], sampling)
-        for row, row_logp, n in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
-            responses.append(row[:n])
-            logprobs.append(row_logp[:n])
+        tokens, logp, lengths = sample_batch(model, prompt_ids[start:start + batch_size], sampling)
+        for row, row_logp, length in zip(tokens.tolist(), logp.tolist(), lengths.tolist()):
+            responses.append(row[:length])
+            logprobs.append(row_logp[:length])
     truncated = [response[-1] not in sampling.end_ids for response in responses]     # no end token: cut off
     return responses, logprobs, truncated
 
@@ -622,9 +631,9 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         raise UsageError(f"no row of {cfg.dataset} has a gold answer in {where}{hint}")
     return examples, len(table) - len(examples)
 
-def example_at(examples: list[dict], position: int, seed: int) -> dict:
-    """The example at a position of an endless stream: reshuffled every epoch, resumable by index."""
-    epoch, i = divmod(position, len(examples))
+def example_at(examples: list[dict], index: int, seed: int) -> dict:
+    """The example at an index of an endless stream, reshuffled every epoch: resuming needs only the index."""
+    epoch, i = divmod(index, len(examples))
     return random.Random(seed * 1_000_003 + epoch).sample(examples, len(examples))[i]
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -703,14 +712,16 @@ def make_optimizer(policy, cfg: Config, length_pref: LengthPreference | None = N
 
 # ---- Checkpoints ---------------------------------------------------------------------------------
 # Hugging Face folders (fp32 weights and tokenizer, loadable by AutoModelForCausalLM and vLLM) plus
-# trainer_state.pt (optimizer, scheduler, step, data position, RNGs): a resumed run continues exactly.
+# trainer_state.pt (optimizer, scheduler, step, data position, RNGs, length-pref's exponent): a resumed
+# run continues exactly.
 # Written to a temporary folder, then renamed: a crash mid-save never corrupts the newest checkpoint.
 
 def checkpoints(out_dir: Path) -> list[Path]:
     found = [p for p in out_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
-# What a resumed run may change: none of these touches the math or the order of the data.
+# What a resumed run may change: none of these changes the method or the order of the data (--device
+# changes only the precision: see Models and precision).
 CHANGEABLE_ON_RESUME = ("output_dir", "resume", "steps", "save_every", "keep_checkpoints",
                         "log_samples_every", "device", "gen_batch_size", "micro_batch_size")
 
@@ -772,7 +783,9 @@ def restore(checkpoint_dir: Path, optimizer, scheduler, length_pref) -> tuple[in
     if length_pref is not None:
         length_pref.load_state_dict(state["length_pref"])
     torch.set_rng_state(state["torch_rng"])
-    torch.cuda.set_rng_state_all(state["cuda_rng"] or [])    # one state per GPU saved; None in older runs
+    # One state per GPU, [] without CUDA; checkpoints written on CPU before 2026-11-30 hold None, and
+    # runs started then must still resume.
+    torch.cuda.set_rng_state_all(state["cuda_rng"] or [])
     log(f"resumed from {checkpoint_dir} at step {state['step']}")
     return state["step"], state["data_position"]
 
@@ -810,13 +823,13 @@ def in_interval(value: float, interval: str) -> bool:
     return above and (value < high if interval[-1] == ")" else value <= high)
 
 def validate(cfg: Config) -> None:
-    for f in fields(Config):
-        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
-        choices, within = f.metadata["choices"], f.metadata["within"]
+    for option in fields(Config):
+        value, flag = getattr(cfg, option.name), "--" + option.name.replace("_", "-")
+        choices, within = option.metadata["choices"], option.metadata["within"]
         if choices and value not in choices:
             raise UsageError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
         if within and not in_interval(value, within):
-            raise UsageError(f"{flag} must be in {within} (got {value}): {f.metadata['help']}")
+            raise UsageError(f"{flag} must be in {within} (got {value}): {option.metadata['help']}")
     responses = cfg.prompts_per_step * cfg.group_size
     if cfg.mini_batches > responses:
         raise UsageError(f"--mini-batches {cfg.mini_batches} is more than the step's {responses} responses "
@@ -833,21 +846,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see --help\n")
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. (ours): no paper's default.",
+    parser = ArgumentParser(description="LamPO, RL for reasoning LLMs. The paper gives no defaults: every "
+                            "default is this project's; (ours) marks the estimators' own parameters.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(Config):
-        flag, help, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
-        help += f" (valid: {f.metadata['within']})" if f.metadata["within"] else ""
-        if f.type is bool:                     # --resume alone; --thinking and --no-thinking
-            kind = {"action": "store_true" if f.default is False else argparse.BooleanOptionalAction}
+    for option in fields(Config):
+        flag, help = "--" + option.name.replace("_", "-"), option.metadata["help"]
+        choices, within = option.metadata["choices"], option.metadata["within"]
+        help += f" (valid: {within})" if within else ""
+        if option.type is bool:                # --resume alone; --thinking and --no-thinking
+            kind = {"action": "store_true" if option.default is False else argparse.BooleanOptionalAction}
         else:
-            kind = {"type": {int: int, float: float}.get(f.type, str), "choices": choices}
-        default = argparse.SUPPRESS if f.default is None else f.default  # no "(default: None)": Config's None
+            kind = {"type": {int: int, float: float}.get(option.type, str), "choices": choices}
+        unset = option.default is None          # left to Config's None: no "(default: None)" in --help
+        default = argparse.SUPPRESS if unset else option.default
         parser.add_argument(flag, default=default, help=help, **kind)
     args = vars(parser.parse_args(argv))
     if args["resume"]:       # the run's settings become the defaults; checkpoint_to_resume() checks the rest
         started = saved_config(Path(args["output_dir"]).expanduser())
-        names = {f.name for f in fields(Config)} - {"output_dir"}
+        names = {option.name for option in fields(Config)} - {"output_dir"}
         parser.set_defaults(**{k: v for k, v in started.items() if k in names})
         args = vars(parser.parse_args(argv))
     return Config(**args)
@@ -858,10 +874,12 @@ def main(argv: list[str] | None = None) -> None:
         train(cfg)
     except (UsageError, FloatingPointError, torch.OutOfMemoryError, KeyboardInterrupt) as e:
         oom = "out of GPU memory: lower --gen-batch-size (sampling) or --micro-batch-size (update)"
-        resume = f"continue from the newest checkpoint in {cfg.output_dir} with --resume"
+        stopped = (f"interrupted: continue from the newest checkpoint in {cfg.output_dir} with --resume"
+                   if checkpoints(Path(cfg.output_dir).expanduser()) else
+                   "interrupted before the first checkpoint: run the same command again to start over")
         message, code = {UsageError: (f"error: {e}", 2), FloatingPointError: (f"error: {e}", 1),
                          torch.OutOfMemoryError: (f"error: {oom}", 1),
-                         KeyboardInterrupt: (f"interrupted: {resume}", 130)}[type(e)]
+                         KeyboardInterrupt: (stopped, 130)}[type(e)]
         print(message, file=sys.stderr)
         sys.exit(code)
 

@@ -763,7 +763,7 @@ def test_token_logprobs_match_naive_with_left_padding(model, monkeypatch):
 
 
 def scripted_responses(model, monkeypatch, rows, end_ids, pad_id):
-    """sample_responses, one chunk, where torch.multinomial draws these rows' tokens column by column
+    """sample_responses, one sampling batch, where torch.multinomial draws these rows' tokens column by column
     (the model still gives the log-probs): what the decode loop makes of a known draw."""
     columns = iter(torch.tensor(rows).T[:, :, None])
     monkeypatch.setattr(torch, "multinomial", lambda probs, num_samples: next(columns))
@@ -807,7 +807,7 @@ def test_decoding_stops_once_every_row_has_ended(model, tokenizer):
     stop there instead of running max_new_tokens forward passes of padding."""
     sampling = lampo.Sampling(64, 1.0, 1.0, tuple(range(0, 256, 2)), tokenizer.pad_token_id)
     torch.manual_seed(0)
-    tokens, _, lengths = lampo.sample_chunk(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
+    tokens, _, lengths = lampo.sample_batch(model, [[1, 2, 3]] * 4 + [[4, 5]] * 4, sampling)
     assert tokens.shape[1] < 64
     assert all(any(t in sampling.end_ids for t in row) for row in tokens.tolist())
     for row, n in zip(tokens.tolist(), lengths.tolist()):      # each row's length runs to its first end token
@@ -1024,7 +1024,7 @@ def test_fp32_master_weights_keep_updates_that_bf16_rounds_away(model):
 
 def test_load_models_keeps_an_fp32_policy_and_on_cuda_bf16_frozen_models(monkeypatch):
     """Sampler and reference are bf16 on CUDA and fp32 on CPU, where the policy samples itself; the
-    reference is always the start model, the policy and sampler the checkpoint being resumed."""
+    reference is always the initial model, the policy and sampler the checkpoint being resumed."""
     class Loaded:
         def __init__(self, source, device, dtype):
             self.source, self.dtype = source, dtype
@@ -1239,6 +1239,22 @@ def test_a_second_ctrl_c_quits_at_once_and_the_old_handler_returns(tiny_model, m
         assert signal.getsignal(signal.SIGINT) is callers_handler
     finally:
         signal.signal(signal.SIGINT, original)
+
+
+def test_an_interrupted_run_says_resume_only_once_it_has_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """Before the first checkpoint there is nothing for --resume to continue: run the command again."""
+    def interrupted_train(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lampo, "train", interrupted_train)
+    for saved, advice in ((False, "interrupted before the first checkpoint: run the same command again"),
+                          (True, f"interrupted: continue from the newest checkpoint in {tmp_path} with --resume")):
+        if saved:
+            (tmp_path / "checkpoint-1").mkdir()
+        with pytest.raises(SystemExit) as exit_info:
+            lampo.main(["--output-dir", str(tmp_path)])
+        assert exit_info.value.code == 130
+        assert advice in capsys.readouterr().err
 
 
 def test_nan_updates_are_skipped_then_stop_the_run_after_saving(tiny_model, math_jsonl, tmp_path):
@@ -1589,6 +1605,21 @@ def test_eval_registry_entries_read_the_real_columns(local_registry):
     for problem, row in zip(gpqa, GPQA_ROWS):
         assert problem["problem"].startswith(row["Question"])
         assert f"{problem['answer']}) {row['Correct Answer'].strip()}\n" in problem["problem"] + "\n"
+
+
+def test_eval_a_registry_entry_missing_a_column_blames_the_hub_not_the_column_flags(local_registry,
+                                                                                     monkeypatch):
+    """--prompt-field and --answer-field map local files only: a registry entry whose hub dataset lost a
+    column is pointed at testdata/'s copy where one ships."""
+    for name, copy in (("aime24", "testdata/aime24.jsonl"), ("gpqa_diamond", None)):
+        entry = dataclasses.replace(lampo_eval.BENCHMARKS[name], problem="Problem Text")
+        monkeypatch.setitem(lampo_eval.BENCHMARKS, name, entry)
+        with pytest.raises(lampo.UsageError) as error:
+            lampo_eval.load_problems(name, entry)
+        message = str(error.value)
+        assert "has no column 'Problem Text'" in message and "has changed its columns" in message
+        assert "--prompt-field" not in message
+        assert (copy in message and "--benchmarks" in message) if copy else "testdata" not in message
 
 
 def test_eval_local_file_benchmark(tmp_path):

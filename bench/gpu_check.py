@@ -187,7 +187,7 @@ class ForcedLength:
         return getattr(self.model, name)
 
     def __call__(self, **kwargs):
-        if "logits_to_keep" in kwargs:           # sample_chunk's prefill: a new chunk of rows begins
+        if "logits_to_keep" in kwargs:           # sample_batch's prefill: a new sampling batch begins
             self.calls, self.starts = 0, []
         self.sync()
         self.starts.append(time.perf_counter())
@@ -204,7 +204,7 @@ class ForcedLength:
 
     def ms_per_token(self) -> float:
         steps = [b - a for a, b in zip(self.starts[1:], self.starts[2:])]       # decode pass to decode pass
-        return 1000 * statistics.median(steps)             # (the last chunk of rows)
+        return 1000 * statistics.median(steps)             # (the last sampling batch)
 
 
 class StepClock(StoppingCriteria):
@@ -503,7 +503,7 @@ class Check:
     def head(self):
         ids, mask, _ = self.padded_micro_batch(self.padded_lengths[0])
         ids, mask = ids[:1], mask[:1]
-        weight = self.policy.get_output_embeddings().weight
+        unembedding = self.policy.get_output_embeddings().weight
         with torch.no_grad(), lampo.autocast(self.device):
             decoder = self.policy.get_decoder()
             hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
@@ -512,13 +512,13 @@ class Check:
         hidden = hidden[:, :-1]
         out = {}
         with torch.no_grad():
-            natural = float((hidden @ weight.T).abs().max())
+            natural = float((hidden @ unembedding.T).abs().max())
             for name, scale in (("as_built", 1.0), ("logits_to_30", 30.0 / natural)):
                 h = hidden * scale
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):       # lampo's head on CUDA
-                    bf16 = lampo.chunk_logprobs(h, weight, targets, self.cfg.temperature)
+                    bf16 = lampo.chunk_logprobs(h, unembedding, targets, self.cfg.temperature)
                 with torch.autocast(self.device.type, enabled=False):
-                    fp32 = lampo.chunk_logprobs(h, weight.float(), targets, self.cfg.temperature)
+                    fp32 = lampo.chunk_logprobs(h, unembedding.float(), targets, self.cfg.temperature)
                 diff = (bf16 - fp32).abs()
                 out[name] = {"max_abs_logit": natural * scale, "max_abs_logp_diff": float(diff.max()),
                              "mean_abs_logp_diff": float(diff.mean())}
