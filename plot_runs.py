@@ -61,7 +61,7 @@ def plot(groups: dict[str, list[Path]], out: Path, metrics=tuple(METRICS), title
     metrics = [m for m in metrics if m in logged]
     if not metrics:
         sys.exit("error: these runs' metrics.jsonl hold no step yet")
-    grid_columns = min(3, len(metrics))
+    grid_columns = 2 if len(metrics) == 4 else min(3, len(metrics))       # four panels: two by two
     grid_rows = -(-len(metrics) // grid_columns)
     fig, axes = plt.subplots(grid_rows, grid_columns, figsize=(4.6 * grid_columns, 3.4 * grid_rows),
                              squeeze=False)
