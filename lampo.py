@@ -29,9 +29,9 @@ its code unpublished: the formulas are our reading of its abstract (LAMPO_SPEC.m
 are ours), and only this repository's own runs can show whether LamPO beats GRPO.
 
 Reading map: the method is Reward, Advantage, Loss, Update and Training loop; read them first, in
-order. ROUGE-L, Log-probs, Sampling and Rollout batch compute its inputs, fast (answer_check.py gives
-the correctness verdict).
-Config and all after the training loop (data, prompts, models, checkpoints, CLI) can wait for a second read.
+order. ROUGE-L, Log-probs, Sampling and Rollout batch compute its inputs, fast (answer_check.py
+gives the correctness verdict). Config and all after the training loop (data, prompts, models,
+checkpoints, CLI) can wait for a second read.
 
 Run (one GPU, bf16):
     python lampo.py --model Qwen/Qwen3-1.7B
