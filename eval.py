@@ -81,10 +81,16 @@ CHOICE_INSTRUCTION = ("Please reason step by step, and put the letter of your fi
                       "within \\boxed{}.")
 
 
-# A local file's columns (its source is filled in per file), read as lampo.py reads a training file:
-# the problem, and the gold answer from its own column or, in a file without one, the solution's last
-# \boxed{}. --prompt-field, --answer-field and --solution-field change them.
-LOCAL_FILE = Benchmark("", solution="solution")
+def local_file(prompt_field: str = "problem", answer_field: str | None = None,
+               solution_field: str = "solution") -> Benchmark:
+    """A local file's columns (its source is filled in per file), read as lampo.py reads a training
+    file: the problem, and the gold answer from its own column (answer_field, default "answer") or,
+    when answer_field is not given and the file has no answer column, the solution's last \boxed{}."""
+    return Benchmark("", problem=prompt_field, answer=answer_field or "answer",
+                     solution=None if answer_field else solution_field)
+
+
+LOCAL_FILE = local_file()   # the defaults of --prompt-field, --answer-field and --solution-field
 
 
 def resolve_benchmark(name: str, local: Benchmark = LOCAL_FILE) -> tuple[str, Benchmark]:
@@ -468,8 +474,7 @@ def evaluate(args) -> list[dict]:
     validate(args)
     device = lampo.pick_device(args.device)
     tokenizer = lampo.load_tokenizer(args.model)
-    local = Benchmark("", problem=args.prompt_field, answer=args.answer_field or "answer",
-                      solution=None if args.answer_field else args.solution_field)
+    local = local_file(args.prompt_field, args.answer_field, args.solution_field)
     benchmarks = resolve_benchmarks(args.benchmarks, local)
     problems = {name: load_problems(name, bench)[:args.limit] for name, bench in benchmarks.items()}
     out = lampo.writable_output_dir(args.output_dir)
