@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import lampo  # noqa: E402
-from demo.fetch_smollm2 import DEFAULT_OUT as MODEL_DIR, fetch  # noqa: E402
+from demo.fetch_smollm2 import repo_model  # noqa: E402
 
 
 def rollouts(tokenizer, n: int, new_tokens: int, seed: int = 0) -> lampo.Rollouts:
@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1 or args.new_tokens < 16:
         parser.error("--rounds must be at least 1 and --new-tokens at least 16")
-    model = fetch(REPO / MODEL_DIR, REPO / "runs/models/.cache")
+    model = repo_model()
     tokenizer = lampo.load_tokenizer(str(model))
     policy = lampo.load_model(str(model), torch.device("cpu"), torch.float32)
     batch = rollouts(tokenizer, 32, args.new_tokens)

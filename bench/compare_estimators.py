@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from demo import learn_real_model as recipe  # noqa: E402
-from demo.fetch_smollm2 import DEFAULT_OUT as MODEL_DIR, fetch  # noqa: E402
+from demo.fetch_smollm2 import repo_model  # noqa: E402
 
 RESULTS = REPO / "bench/estimators"
 
@@ -133,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     base_file = RESULTS / "base/results.json"
     if not args.summary_only:
-        model = fetch(REPO / MODEL_DIR, REPO / "runs/models/.cache")
+        model = repo_model()
         runs = REPO / args.runs_dir
         if not base_file.exists():
             recipe.evaluate(model, runs / "eval-base", args.device)

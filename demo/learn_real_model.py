@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from demo.fetch_smollm2 import DEFAULT_OUT as MODEL_DIR, fetch  # noqa: E402
+from demo.fetch_smollm2 import repo_model  # noqa: E402
 
 TRAIN = REPO / "demo/data/sums_train.jsonl"
 HELDOUT = REPO / "demo/data/sums_heldout.jsonl"
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train and eval")
     args = parser.parse_args()
     out = REPO / args.out_dir
-    model = fetch(REPO / MODEL_DIR, REPO / "runs/models/.cache")
+    model = repo_model()
     before = evaluate(model, out / "eval-base", args.device)
     run_dir = out / f"{args.estimator}-seed{args.seed}"
     checkpoint = train(model, run_dir, args.estimator, args.seed, args.device)
