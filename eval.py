@@ -165,11 +165,11 @@ def load_problems(name: str, bench: Benchmark) -> list[dict]:
     lampo.require_columns(table, columns, bench.source, hint)
     problems, dropped = [], 0
     for i, row in enumerate(table):
-        gold = answer_check.last_boxed(row[gold_column] or "") if boxed else row[gold_column]
-        if gold is None or not str(gold).strip():
-            dropped += 1          # as in lampo.py: a row without a gold answer cannot be scored
+        answer = lampo.gold_answer(row, None if boxed else bench.answer, bench.solution)
+        if answer is None:
+            dropped += 1
             continue
-        problem, answer = row[bench.problem], str(gold).strip()
+        problem = row[bench.problem]
         instruction = lampo.MATH_INSTRUCTION
         if bench.distractors:
             wrong = [str(row[c]).strip() for c in bench.distractors]

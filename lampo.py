@@ -611,6 +611,13 @@ def require_columns(table, columns: list[str], source: str, flag_hint: str) -> N
         raise UsageError(f"dataset {source} has no column {', '.join(map(repr, missing))} (it has: "
                          f"{', '.join(table.column_names)}); {flag_hint}")
 
+def gold_answer(row: dict, answer_field: str | None, solution_field: str | None) -> str | None:
+    """A row's gold answer: its answer column where one is named, else the last \\boxed{} of its solution;
+    None where that is missing or blank, for such a row cannot be scored."""
+    gold = row[answer_field] if answer_field else last_boxed(row.get(solution_field) or "")
+    gold = "" if gold is None else str(gold).strip()
+    return gold or None
+
 def load_examples(cfg: Config) -> tuple[list[dict], int]:
     """[{problem, answer, solution}] and the number of rows dropped for lacking a gold answer."""
     table = load_table(cfg.dataset, cfg.split, cfg.dataset_config)
@@ -621,10 +628,10 @@ def load_examples(cfg: Config) -> tuple[list[dict], int]:
         log(f"{cfg.dataset} has no column {cfg.solution_field!r}: the ROUGE-L reward is 0 for every response")
     examples = []
     for row in table:
-        solution = row.get(cfg.solution_field) or ""
-        gold = row[answer_col] if cfg.answer_field else last_boxed(solution)
-        if gold is not None and str(gold).strip():
-            examples.append({"problem": row[cfg.prompt_field], "answer": str(gold), "solution": solution})
+        gold = gold_answer(row, cfg.answer_field, cfg.solution_field)
+        if gold is not None:
+            examples.append({"problem": row[cfg.prompt_field], "answer": gold,
+                             "solution": row.get(cfg.solution_field) or ""})
     if not examples:
         where = f"column {answer_col!r}" if cfg.answer_field else f"a \\boxed{{}} of column {answer_col!r}"
         hint = "" if cfg.answer_field else "; pass --answer-field if the answers have a column of their own"

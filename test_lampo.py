@@ -2597,25 +2597,34 @@ def test_cpu_demo_runs_the_cli_and_prints_a_row_per_step(tmp_path, capsys):
 # Data: which rows become training examples
 
 def test_examples_take_the_gold_answer_from_its_column_or_the_solutions_last_box(tmp_path):
-    """A blank or missing gold drops the row (0 is an answer, not a blank); a missing solution is ""."""
+    """A blank or missing gold drops the row (0 is an answer, not a blank); a missing solution is "".
+    eval.py, given the same columns, reads the same gold answers from the same rows."""
+    def eval_answers(path, answer_field=None):
+        columns = lampo_eval.local_file(answer_field=answer_field)
+        return [p["answer"] for p in lampo_eval.load_problems(*lampo_eval.resolve_benchmark(path, columns))]
+
     texts = write_jsonl(tmp_path / "texts.jsonl", [
         {"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
         {"problem": "p2", "answer": "", "solution": "x"}, {"problem": "p3", "answer": " ", "solution": "x"},
         {"problem": "p4", "answer": None, "solution": "x"},
-        {"problem": "p5", "answer": "5", "solution": None}])
+        {"problem": "p5", "answer": "5", "solution": None}, {"problem": "p6", "answer": " 6\n"}])
     examples, dropped = lampo.load_examples(Config(dataset=texts, answer_field="answer"))
     assert (examples, dropped) == ([{"problem": "p1", "answer": "7", "solution": "so \\boxed{7}"},
-                                    {"problem": "p5", "answer": "5", "solution": ""}], 3)
+                                    {"problem": "p5", "answer": "5", "solution": ""},
+                                    {"problem": "p6", "answer": "6", "solution": ""}], 3)
+    assert eval_answers(texts, "answer") == ["7", "5", "6"]
     numbers = write_jsonl(tmp_path / "numbers.jsonl", [{"problem": f"p{i}", "answer": a, "solution": "x"}
                                                         for i, a in enumerate([3, 0, None])])
     examples, dropped = lampo.load_examples(Config(dataset=numbers, answer_field="answer"))
     assert ([ex["answer"] for ex in examples], dropped) == (["3", "0"], 1)
+    assert eval_answers(numbers, "answer") == ["3", "0"]
     boxed = write_jsonl(tmp_path / "boxed.jsonl", [
         {"problem": "p1", "solution": "\\boxed{1}, then \\boxed{2}"}, {"problem": "p2", "solution": "no box"},
-        {"problem": "p3", "solution": None}])
+        {"problem": "p3", "solution": None}, {"problem": "p4", "solution": "\\boxed{ }"}])
     examples, dropped = lampo.load_examples(Config(dataset=boxed))
-    assert dropped == 2
+    assert dropped == 3
     assert examples == [{"problem": "p1", "answer": "2", "solution": "\\boxed{1}, then \\boxed{2}"}]
+    assert eval_answers(boxed) == ["2"]
 
 
 def test_a_dataset_without_solutions_trains_with_its_answer_column(tmp_path, capsys):
