@@ -14,11 +14,11 @@ learning rate and sampling for every estimator; only the advantage (and the ROUG
     python bench/compare_estimators.py                   # every cell not yet finished, seed by seed
     python bench/compare_estimators.py --summary-only    # the table and plot from what is finished
 
-A cell takes about 20 minutes on a 2-core machine, so the matrix is meant to run in parts: each
-finished cell's metrics.jsonl, config.json and eval results.json are copied to bench/estimators/,
-with a provenance.json (commit, versions, machine), and a cell found there is skipped. The table
-(bench/estimators/summary.md) and the plot (bench/estimators/curves.png) are rewritten after every
-cell.
+A cell takes about 27 minutes on a 2-core machine (20 training, 7 evaluating), so the matrix is
+meant to run in parts: each finished cell's metrics.jsonl, config.json and eval results.json are
+copied to bench/estimators/, with a provenance.json (commit, versions, machine), and a cell found
+there is skipped. The table (bench/estimators/summary.md) and the plot (bench/estimators/curves.png)
+are rewritten after every cell.
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """
 Watch a real pretrained LLM learn through lampo.py, on a CPU, and measure it on problems it never saw.
 
-One command, about half an hour on a 2-core machine:
+One command, about 35 minutes on a 2-core machine (20 of them training, 7 for each eval):
 
     pip install -r demo/requirements.txt
     python demo/learn_real_model.py
