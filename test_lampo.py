@@ -2762,11 +2762,12 @@ def test_plot_runs_merges_seeds_into_mean_and_band_and_writes_a_png(tmp_path):
 def test_estimator_summary_reports_mean_and_spread_over_finished_seeds():
     sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
     import compare_estimators
-    cell = lambda acc, se: {"avg@K": acc, "se": se}
-    table = compare_estimators.summary_table(cell(10.0, 1.0), {
-        "lampo": [(0, cell(50.0, 2.0)), (1, cell(70.0, 3.0))], "grpo": [(0, cell(40.0, 2.5))], "rloo": []})
+    cell = lambda acc, se, cut_off: {"avg@K": acc, "se": se, "truncated": cut_off}
+    table = compare_estimators.summary_table(cell(10.0, 1.0, 70.0), {
+        "lampo": [(0, cell(50.0, 2.0, 10.0)), (1, cell(70.0, 3.0, 20.0))],
+        "grpo": [(0, cell(40.0, 2.5, 5.0))], "rloo": []})
     rows = table.splitlines()
-    assert rows[2] == "| SmolLM2-135M-Instruct, untrained | – | 10.0 | 10.0 ± 1.0 |"
-    assert rows[3] == "| lampo | 2 | 60.0 ± 14.1 | seed 0: 50.0 ± 2.0, seed 1: 70.0 ± 3.0 |"
-    assert rows[4] == "| grpo | 1 | 40.0 (one seed) | seed 0: 40.0 ± 2.5 |"
-    assert rows[5] == "| rloo | 0 | not run yet | |"
+    assert rows[2] == "| SmolLM2-135M-Instruct, untrained | – | 10.0 | 10.0 ± 1.0 | 70.0 |"
+    assert rows[3] == "| lampo | 2 | 60.0 ± 14.1 | seed 0: 50.0 ± 2.0, seed 1: 70.0 ± 3.0 | 15.0 |"
+    assert rows[4] == "| grpo | 1 | 40.0 (one seed) | seed 0: 40.0 ± 2.5 | 5.0 |"
+    assert rows[5] == "| rloo | 0 | not run yet | | |"

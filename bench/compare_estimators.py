@@ -81,20 +81,24 @@ def finished_cells() -> dict[str, list[tuple[int, dict]]]:
 
 
 def summary_table(base: dict | None, cells: dict[str, list[tuple[int, dict]]]) -> str:
+    """Held-out accuracy per estimator, and the share of held-out responses cut off at the token limit
+    (a cut-off response often never states its answer), each a mean over the finished seeds."""
     lines = ["| run | seeds | held-out avg@K, mean ± std over seeds (%) | per seed (± its standard error) "
-             "|",
-             "|---|---|---|---|"]
+             "| cut off (%) |",
+             "|---|---|---|---|---|"]
     if base:
         lines.append(f"| SmolLM2-135M-Instruct, untrained | – | {base['avg@K']:.1f} | "
-                     f"{base['avg@K']:.1f} ± {base['se']:.1f} |")
+                     f"{base['avg@K']:.1f} ± {base['se']:.1f} | {base['truncated']:.1f} |")
     for name, runs in cells.items():
         if not runs:
-            lines.append(f"| {name} | 0 | not run yet | |")
+            lines.append(f"| {name} | 0 | not run yet | | |")
             continue
         values = [r["avg@K"] for _, r in runs]
         spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else " (one seed)"
         per_seed = ", ".join(f"seed {s}: {r['avg@K']:.1f} ± {r['se']:.1f}" for s, r in runs)
-        lines.append(f"| {name} | {len(runs)} | {statistics.mean(values):.1f}{spread} | {per_seed} |")
+        cut_off = statistics.mean(r["truncated"] for _, r in runs)
+        lines.append(f"| {name} | {len(runs)} | {statistics.mean(values):.1f}{spread} | {per_seed} "
+                     f"| {cut_off:.1f} |")
     return "\n".join(lines)
 
 
