@@ -109,7 +109,10 @@ def lampo_reference(rewards, scores, tau):
 
 def random_group(B=5, G=8, seed=0, ties=True):
     g = torch.Generator().manual_seed(seed)
-    rewards = torch.randint(0, 2, (B, G), generator=g).double() if ties else torch.rand(B, G, generator=g).double()
+    if ties:
+        rewards = torch.randint(0, 2, (B, G), generator=g).double()
+    else:
+        rewards = torch.rand(B, G, generator=g).double()
     rewards = rewards + 0.1 * torch.rand(B, G, generator=g).double().round(decimals=1)  # binary + ROUGE-like
     scores = -torch.rand(B, G, generator=g).double()
     return rewards, scores
@@ -703,7 +706,8 @@ def test_policy_loss_does_not_clip_the_pessimistic_side(advantage, ratio):
 def test_policy_loss_kl_term():
     logp = torch.log(torch.tensor([[0.3, 0.6]]))
     weights = torch.full((1, 2), 0.5)
-    base, _ = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.28, ref_logp=logp.clone(), kl_coef=1.0)
+    base, _ = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.28, ref_logp=logp.clone(),
+                          kl_coef=1.0)
     assert base.item() == 0.0                                  # policy == reference: KL is exactly zero
     ref = torch.log(torch.tensor([[0.2, 0.9]]))
     loss, stats = policy_loss(logp, logp, torch.tensor([0.0]), weights, 0.2, 0.28, ref_logp=ref, kl_coef=0.5)
@@ -779,7 +783,8 @@ def test_response_ends_at_first_end_token_even_when_pad_is_an_end_token(model, t
     assert responses == [[5, 6, pad], [5, im_end], [5, 6, 7, 8, 9], [5, 6, 7, 8, im_end]]
     assert truncated == [False, False, True, False]          # the last row ends on its very last draw
     assert list(map(len, logprobs)) == [3, 2, 5, 5]
-    batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], [[-1.0, -2.0, -3.0], [-4.0]], pad_id=pad)
+    batch = lampo.pack_rollouts([[1, 2, 3], [4]], [[5, 6, pad], [7]], [[-1.0, -2.0, -3.0], [-4.0]],
+                                pad_id=pad)
     # the end token is trained on (mask 1) although its id equals the padding after it
     assert batch.response_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch.old_logp.tolist() == [[-1, -2, -3], [-4, 0, 0]]
@@ -820,8 +825,10 @@ def test_sampled_logprobs_equal_a_fresh_forward_pass(model, tokenizer, monkeypat
     monkeypatch.setattr(lampo, "LOGIT_CHUNK_TOKENS", 10)
     rng = random.Random(3)
     distinct = [[rng.randrange(256) for _ in range(n)] for n in (5, 11, 2)]
-    prompts = [distinct[0]] * 3 + [distinct[1]] * 2 + [distinct[2], distinct[0]]  # groups, one split by chunking
-    sampling = lampo.Sampling(9, 0.7, 0.9, lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id, top_k=40)
+    # groups, one split by chunking
+    prompts = [distinct[0]] * 3 + [distinct[1]] * 2 + [distinct[2], distinct[0]]
+    sampling = lampo.Sampling(9, 0.7, 0.9, lampo.end_token_ids(model, tokenizer), tokenizer.pad_token_id,
+                              top_k=40)
     torch.manual_seed(0)
     responses, logprobs, _ = lampo.sample_responses(model, prompts, sampling, batch_size=4)
     batch = lampo.pack_rollouts(prompts, responses, logprobs, tokenizer.pad_token_id)
@@ -871,7 +878,8 @@ def test_truncate_distribution_keeps_the_top_k_then_the_top_p_nucleus():
     for top_k, top_p in [(0, 0.9), (20, 1.0), (20, 0.95), (0, 0.3), (5, 0.5)]:
         ours = lampo.truncate_distribution(logp, top_k, top_p)
         for row, kept in zip(logp.tolist(), ours.isfinite()):
-            assert set(kept.nonzero().flatten().tolist()) == truncate_reference(row, top_k, top_p), (top_k, top_p)
+            expected = truncate_reference(row, top_k, top_p)
+            assert set(kept.nonzero().flatten().tolist()) == expected, (top_k, top_p)
         assert torch.equal(ours[ours.isfinite()], logp[ours.isfinite()])
 
 
@@ -884,8 +892,8 @@ def test_sampling_draws_from_the_tempered_truncated_distribution(model):
     top = expected.topk(k).indices
     expected = expected[top] / expected[top].sum()
     torch.manual_seed(0)
-    responses, logprobs, _ = lampo.sample_responses(model, [prompt] * 4000, lampo.Sampling(1, T, 1.0, (), 256, top_k=k),
-                                                    batch_size=4000)
+    sampling = lampo.Sampling(1, T, 1.0, (), 256, top_k=k)
+    responses, logprobs, _ = lampo.sample_responses(model, [prompt] * 4000, sampling, batch_size=4000)
     first = torch.tensor([r[0] for r in responses])
     observed = torch.stack([(first == token).float().mean() for token in top])
     assert set(first.tolist()) <= set(top.tolist())
@@ -920,18 +928,25 @@ def test_micro_batches_group_rows_of_similar_length(model, tokenizer, monkeypatc
     """Short rows are not padded to a long neighbour's length, in the update and in the reference
     pass: 4 short and 4 long responses, interleaved, make 2 micro-batches of each kind, not 4 mixed ones."""
     responses = [[5] * n for n in (1, 7) * 4]
-    batch = lampo.pack_rollouts([[1, 2, 3]] * 8, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    batch = lampo.pack_rollouts([[1, 2, 3]] * 8, responses, [[0.0] * len(r) for r in responses],
+                                tokenizer.pad_token_id)
     shapes, real = [], lampo.token_logprobs
-    monkeypatch.setattr(lampo, "token_logprobs", lambda m, ids, *a, **k: shapes.append(tuple(ids.shape)) or real(m, ids, *a, **k))
+
+    def recording_token_logprobs(model, ids, *args, **kwargs):
+        shapes.append(tuple(ids.shape))
+        return real(model, ids, *args, **kwargs)
+
+    monkeypatch.setattr(lampo, "token_logprobs", recording_token_logprobs)
     cfg = Config(micro_batch_size=2, mini_batches=1, kl_coef=0.0)
     policy = copy.deepcopy(model)
     optimizer, scheduler = lampo.make_optimizer(policy, cfg)
-    lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg, torch.device("cpu"))
+    advantages = torch.linspace(-1, 1, 8)
+    lampo.update_policy(policy, optimizer, scheduler, batch, None, advantages, cfg, torch.device("cpu"))
     assert sorted(shapes) == [(2, 4), (2, 4), (2, 10), (2, 10)]
     shapes.clear()
     ref_logp = lampo.rollout_logprobs(model, batch, cfg, torch.device("cpu"))
     assert sorted(shapes) == [(2, 4), (2, 4), (2, 10), (2, 10)]
-    with torch.no_grad():                                   # each row's own log-probs, wherever it was batched
+    with torch.no_grad():                               # each row's own log-probs, wherever it was batched
         alone = [token_logprobs(model, *lampo.micro_batch(batch, torch.tensor([i]), "cpu")) for i in range(8)]
     for i, row in enumerate(alone):
         torch.testing.assert_close(ref_logp[i, :row.shape[1]], row[0], atol=1e-5, rtol=0)
@@ -944,16 +959,19 @@ def test_lambda_grpo_learns_lam_through_the_loss(model, tokenizer):
                  length_pref_lr=0.1)
     length_pref = LengthPreference(cfg.length_pref_strength)
     optimizer, scheduler = lampo.make_optimizer(policy, cfg, length_pref)
-    batch = dataclasses.replace(batch, old_logp=lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu")))
+    old_logp = lampo.rollout_logprobs(policy, batch, cfg, torch.device("cpu"))
+    batch = dataclasses.replace(batch, old_logp=old_logp)
     lampo.update_policy(policy, optimizer, scheduler, batch, None, torch.linspace(-1, 1, 8), cfg,
                         torch.device("cpu"), length_pref)
     assert length_pref.exponent.item() != 0.0
 
 
 def test_mini_batches_are_exactly_as_many_as_asked(model, tokenizer):
-    """64 rows in 9 mini-batches take 9 optimizer steps (torch.chunk would make 8), covering every row once."""
+    """64 rows in 9 mini-batches take 9 optimizer steps (torch.chunk would make 8), covering every row
+    once."""
     responses = [[5] * (1 + i % 3) for i in range(64)]
-    batch = lampo.pack_rollouts([[1, 2]] * 64, responses, [[0.0] * len(r) for r in responses], tokenizer.pad_token_id)
+    batch = lampo.pack_rollouts([[1, 2]] * 64, responses, [[0.0] * len(r) for r in responses],
+                                tokenizer.pad_token_id)
     cfg = Config(mini_batches=9, micro_batch_size=16, kl_coef=0.0, group_size=8)
     plan = lampo.update_plan(batch, cfg)
     assert len(plan) == 9 and sorted(torch.cat([mini for mini, _ in plan]).tolist()) == list(range(64))
@@ -1060,9 +1078,9 @@ def toy_jsonl(tmp_path_factory):
 
 def train_on_digits(tiny_model, toy_jsonl, tmp_path, **overrides):
     """30 steps on the toy task at lr 1e-2; asserts the mean reward rises from <= 0.2 to >= 0.6."""
-    cfg = tiny_config(tiny_model, toy_jsonl, tmp_path, steps=30, prompts_per_step=4, group_size=8, max_new_tokens=6,
-                      lr=1e-2, kl_coef=0.0, micro_batch_size=16, gen_batch_size=32, save_every=1000,
-                      log_samples_every=0, **overrides)
+    cfg = tiny_config(tiny_model, toy_jsonl, tmp_path, steps=30, prompts_per_step=4, group_size=8,
+                      max_new_tokens=6, lr=1e-2, kl_coef=0.0, micro_batch_size=16, gen_batch_size=32,
+                      save_every=1000, log_samples_every=0, **overrides)
     history = lampo.train(cfg, reward_fn=digit_reward)
     first = sum(r["reward_mean"] for r in history[:3]) / 3
     last = sum(r["reward_mean"] for r in history[-3:]) / 3
@@ -1090,7 +1108,8 @@ def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_
     def with_bf16_sampler(cfg, device, start_from):
         tokenizer, policy, sampler, ref = load_models(cfg, device, start_from)
         assert sampler is policy                                   # on CPU the policy samples for itself
-        made["policy"], made["sampler"] = policy, copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
+        made["policy"] = policy
+        made["sampler"] = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
         return tokenizer, policy, made["sampler"], ref
 
     def checked_sampling(model, *args):
@@ -1122,7 +1141,8 @@ def test_a_bf16_sampler_is_resynced_after_every_step(tiny_model, toy_jsonl, tmp_
     assert synced == [True] * 30
     gaps = [r["sampler_logp_gap"] for r in history]
     assert min(gaps) > 1e-4 and max(gaps) < 0.1, gaps
-    assert len(first_minibatch) == 30 and all(log_ratio == 0.0 and clip == 0.0 for log_ratio, clip in first_minibatch)
+    assert len(first_minibatch) == 30
+    assert all(log_ratio == 0.0 and clip == 0.0 for log_ratio, clip in first_minibatch)
 
 
 def read_jsonl(path):
@@ -1130,8 +1150,8 @@ def read_jsonl(path):
 
 
 METRIC_KEYS = {"step", "reward_mean", "accuracy", "rouge_mean", "adv_abs_mean", "response_len_mean",
-               "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr", "time_generate",
-               "time_reward", "time_logprobs", "time_update", "time_step"}
+               "truncated_frac", "clip_frac", "kl", "loss", "grad_norm", "sampler_logp_gap", "lr",
+               "time_generate", "time_reward", "time_logprobs", "time_update", "time_step"}
 
 
 def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, capsys):
@@ -1161,7 +1181,8 @@ def test_cli_end_to_end_checkpoint_and_resume(tiny_model, math_jsonl, tmp_path, 
     torch.testing.assert_close(reloaded.lm_head.weight, trained.lm_head.weight)
 
     with pytest.raises(SystemExit) as exit_info:
-        lampo.main(with_arg(args, "--model", tiny_model + "/") + ["--output-dir", str(tmp_path / "split"), "--resume"])
+        lampo.main(with_arg(args, "--model", tiny_model + "/")
+                   + ["--output-dir", str(tmp_path / "split"), "--resume"])
     assert exit_info.value.code == 2
     assert f"this run started with --model {tiny_model}, not" in capsys.readouterr().err
 
@@ -1247,8 +1268,9 @@ def test_an_interrupted_run_says_resume_only_once_it_has_a_checkpoint(tmp_path, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(lampo, "train", interrupted_train)
+    resume = f"interrupted: continue from the newest checkpoint in {tmp_path} with --resume"
     for saved, advice in ((False, "interrupted before the first checkpoint: run the same command again"),
-                          (True, f"interrupted: continue from the newest checkpoint in {tmp_path} with --resume")):
+                          (True, resume)):
         if saved:
             (tmp_path / "checkpoint-1").mkdir()
         with pytest.raises(SystemExit) as exit_info:
@@ -1449,8 +1471,8 @@ def test_a_bad_flag_value_gets_one_line(capsys):
         lampo.main(["--advantage", "grop"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert err == ("error: argument --advantage: invalid choice: 'grop' (choose from 'lampo', 'grpo', 'rloo', "
-                   "'lpo'); see --help\n"), err
+    assert err == ("error: argument --advantage: invalid choice: 'grop' (choose from 'lampo', 'grpo', "
+                   "'rloo', 'lpo'); see --help\n"), err
 
 
 def test_resume_refuses_a_trainer_state_that_would_run_code(good_args, tmp_path, capsys):
@@ -1522,8 +1544,8 @@ def test_a_lambda_grpo_resume_continues_its_learned_exponent(tiny_model, math_js
     every step as one that never stopped. Half the vocabulary ends a response, so lengths differ
     within a group and the exponent gets a gradient."""
     monkeypatch.setattr(lampo, "end_token_ids", lambda model, tokenizer: tuple(range(0, 256, 2)))
-    cfg = tiny_config(tiny_model, math_jsonl, tmp_path / "full", steps=4, loss_agg="length-pref", length_pref_lr=0.1,
-                      save_every=2, log_samples_every=0)
+    cfg = tiny_config(tiny_model, math_jsonl, tmp_path / "full", steps=4, loss_agg="length-pref",
+                      length_pref_lr=0.1, save_every=2, log_samples_every=0)
     full = [r["preference_exponent"] for r in lampo.train(cfg)]
     split = dataclasses.replace(cfg, output_dir=str(tmp_path / "split"))
     lampo.train(dataclasses.replace(split, steps=2))
@@ -1611,7 +1633,7 @@ def test_eval_a_registry_entry_missing_a_column_blames_the_hub_not_the_column_fl
                                                                                      monkeypatch):
     """--prompt-field and --answer-field map local files only: a registry entry whose hub dataset lost a
     column is pointed at testdata/'s copy where one ships."""
-    for name, copy in (("aime24", "testdata/aime24.jsonl"), ("gpqa_diamond", None)):
+    for name, shipped in (("aime24", "testdata/aime24.jsonl"), ("gpqa_diamond", None)):
         entry = dataclasses.replace(lampo_eval.BENCHMARKS[name], problem="Problem Text")
         monkeypatch.setitem(lampo_eval.BENCHMARKS, name, entry)
         with pytest.raises(lampo.UsageError) as error:
@@ -1619,7 +1641,7 @@ def test_eval_a_registry_entry_missing_a_column_blames_the_hub_not_the_column_fl
         message = str(error.value)
         assert "has no column 'Problem Text'" in message and "has changed its columns" in message
         assert "--prompt-field" not in message
-        assert (copy in message and "--benchmarks" in message) if copy else "testdata" not in message
+        assert (shipped in message and "--benchmarks" in message) if shipped else "testdata" not in message
 
 
 def test_eval_local_file_benchmark(tmp_path):
@@ -2162,7 +2184,8 @@ def test_gpu_check_dry_run_answers_every_check_on_cpu(tmp_path, capsys):
     assert checks["compiled_generate"]["why"].startswith("CUDA only")
     assert checks["env"]["cudnn_sdp_after_pick_device"] is False
     for phases in (checks["backends"]["cudnn_off"], checks["backends"]["cudnn_on"]):
-        assert phases["prefill"] and phases["decode"] and any(op.endswith("_backward") for op in phases["training"])
+        assert phases["prefill"] and phases["decode"]
+        assert any(op.endswith("_backward") for op in phases["training"])
     grads = {k: v for k, v in checks["padded_grad"].items() if k.startswith("len")}
     assert len(grads) == 4 and all(int(k[3:].split("_")[0]) % 128 == 64 for k in grads)
     assert all(v["finite_logp"] and v["nonfinite_grad_tensors"] == 0 for v in grads.values())
@@ -2660,11 +2683,13 @@ def test_each_epoch_visits_every_example_once_in_its_own_seeded_order():
 SMOLLM2_WHEEL_ENV = "LAMPO_SMOLLM2_WHEEL"
 # The 100 commonest English words and a few of arithmetic. Real English is about half made of the
 # first kind; a model whose weights were garbled in conversion writes subword salad that is not.
-COMMON_WORDS = set("""the be to of and a in that have i it for not on with he as you do at this but his by from
-they we say her she or an will my one all would there their what so up out if about who get which go me when
-make can like time no just him know take people into year your good some could them see other than then now
-look only come its over think also back after use two how our work first well way even new want because any
-these give day most us is are was were has step number sum add total answer numbers plus equals first next
+COMMON_WORDS = set("""
+the be to of and a in that have i it for not on with he as you do at this but his by from they we say
+her she or an will my one all would there their what so up out if about who get which go me when make
+can like time no just him know take people into year your good some could them see other than then now
+look only come its over think also back after use two how our work first well way even new want because
+any these give day most us is are was were has step number sum add total answer numbers plus equals
+first next
 """.split())
 
 
@@ -2709,7 +2734,8 @@ def test_smollm2_trains_and_evaluates_through_the_cli_without_warnings(smollm2_m
     train = subprocess.run([sys.executable, str(repo / "lampo.py"), *common, "--dataset",
                             str(repo / "demo/data/sums_train.jsonl"), "--output-dir", str(tmp_path / "run"),
                             "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--lr", "1e-5",
-                            "--log-samples-every", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+                            "--log-samples-every", "1"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert train.returncode == 0, train.stderr[-3000:]
     checkpoint = tmp_path / "run/checkpoint-2"
     evaluate = subprocess.run([sys.executable, str(repo / "eval.py"), *common, "--model", str(checkpoint),
@@ -2726,7 +2752,8 @@ def test_smollm2_trains_and_evaluates_through_the_cli_without_warnings(smollm2_m
     assert [m["skipped_updates"] for m in metrics] == [0, 0]
     (result,) = json.loads((tmp_path / "eval/results.json").read_text())["results"]
     assert (result["n"], result["K"]) == (3, 1)
-    samples = [json.loads(line)["response"] for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line)["response"]
+               for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()]
     evaluated = [json.loads(line)["response"] for line in (tmp_path / "eval/sums_heldout.jsonl").read_text()
                  .splitlines()]
     assert len(samples) == 8 and len(evaluated) == 3
@@ -2739,7 +2766,8 @@ def test_smollm2_trains_and_evaluates_through_the_cli_without_warnings(smollm2_m
 def test_plot_runs_merges_seeds_into_mean_and_band_and_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib", reason="demo/requirements.txt's matplotlib (.ci/run installs it)")
     import plot_runs
-    for name, rewards in {"lampo-seed0": [0.1, 0.5], "lampo-seed1": [0.3, 0.9, 1.0], "grpo": [0.2, 0.4]}.items():
+    runs = {"lampo-seed0": [0.1, 0.5], "lampo-seed1": [0.3, 0.9, 1.0], "grpo": [0.2, 0.4]}
+    for name, rewards in runs.items():
         (tmp_path / name).mkdir()
         write_jsonl(tmp_path / name / "metrics.jsonl",
                     [{"step": i + 1, "reward_mean": r, "accuracy": r / 2} for i, r in enumerate(rewards)])

@@ -132,8 +132,9 @@ def worker(args) -> None:
 
 
 def measure(args, variant: str, mode: str, model_dir: str, out: str, chunk_tokens: int = 0) -> dict:
-    command = [sys.executable, __file__, "--worker", "--variant", variant, "--mode", mode, "--model", model_dir,
-               "--out", out, "--batch", str(args.batch), "--seq", str(args.seq), "--chunk-tokens", str(chunk_tokens)]
+    command = [sys.executable, __file__, "--worker", "--variant", variant, "--mode", mode,
+               "--model", model_dir, "--out", out, "--batch", str(args.batch), "--seq", str(args.seq),
+               "--chunk-tokens", str(chunk_tokens)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{variant} {mode} failed:\n{done.stderr}")
@@ -158,14 +159,15 @@ def main(args) -> None:
         print(f"Per-token log-probs, vocab {QWEN3_VOCAB}, batch {args.batch} x {args.seq} columns "
               f"(left-padded, last {args.seq - PROMPT_COLUMNS} scored), float32 CPU, "
               f"full logits = {naive_gb:.2f} GB, lampo.LOGIT_CHUNK_TOKENS = {lampo.LOGIT_CHUNK_TOKENS}")
-        print(f"calibration: a 1000 MB tensor measures {calibration['peak_extra_mb']:.0f} MB"
-              + ("" if calibration["peak_reset"] else " (peak reset unavailable: figures include load peaks)"))
+        caveat = "" if calibration["peak_reset"] else " (peak reset unavailable: figures include load peaks)"
+        print(f"calibration: a 1000 MB tensor measures {calibration['peak_extra_mb']:.0f} MB{caveat}")
         print(f"\n{'mode':8} {'variant':22} {'peak extra MB':>13} {'vs naive':>9} "
               f"{'max|d logp|':>11} {'max|d grad|':>11} {'seconds':>8}")
         results = {}
         for mode in ("no-grad", "train"):
             runs = [("naive", 0, "naive"), ("lampo", 0, f"lampo (chunk {lampo.LOGIT_CHUNK_TOKENS})")]
-            runs += [("lampo", c, f"lampo (chunk {c})") for c in args.chunk_tokens if c != lampo.LOGIT_CHUNK_TOKENS]
+            runs += [("lampo", c, f"lampo (chunk {c})")
+                     for c in args.chunk_tokens if c != lampo.LOGIT_CHUNK_TOKENS]
             for variant, chunk, label in runs:
                 out = f"{tmp}/{variant}-{chunk}-{mode}.pt"
                 stats = measure(args, variant, mode, model_dir, out, chunk)

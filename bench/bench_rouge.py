@@ -51,7 +51,8 @@ NUMBERS = [str(i) for i in range(0, 100)]
 # Final answers of the step's responses: right in different notations, and wrong, so that
 # reward() exercises its whole checker (boxed extraction, LaTeX normalisation, exact fractions).
 GOLD = "\\frac{7}{2}"
-FINAL_ANSWERS = ["\\frac{7}{2}", "3.5", "\\dfrac{7}{2}", "7/2", "\\frac{2}{7}", "4", "3.4", "x = \\frac{7}{2}"]
+FINAL_ANSWERS = ["\\frac{7}{2}", "3.5", "\\dfrac{7}{2}", "7/2", "\\frac{2}{7}", "4", "3.4",
+                 "x = \\frac{7}{2}"]
 
 
 def sample_words(rng: random.Random, n: int) -> list[str]:
@@ -77,7 +78,8 @@ def make_pair(rng: random.Random, trace_words: int = 4000, solution_words: int =
 def make_rollout(rng: random.Random, i: int) -> tuple[str, dict]:
     """A Qwen3-style response (<think> trace </think> boxed answer) and its dataset example."""
     trace, solution = make_pair(rng)
-    response = f"<think>\n{trace}\n</think>\n\nSo the answer is $\\boxed{{{FINAL_ANSWERS[i % len(FINAL_ANSWERS)]}}}$."
+    final = FINAL_ANSWERS[i % len(FINAL_ANSWERS)]
+    response = f"<think>\n{trace}\n</think>\n\nSo the answer is $\\boxed{{{final}}}$."
     return response, {"answer": GOLD, "solution": f"{solution} $\\boxed{{{GOLD}}}$"}
 
 
@@ -110,7 +112,8 @@ def main():
     print(f"1) one 4000-word trace vs a 500-word solution: ROUGE-L F1 {our_f1:.6f} "
           f"(|ours - rouge-score| = {abs(our_f1 - ref_f1):.1e})")
     print(f"   {'rouge-score':>12} {'ours':>12} {'speed-up':>9}   target >= 100x")
-    print(f"   {t_ref:>11.4f}s {t_our:>11.6f}s {t_ref / t_our:>8.0f}x   {'MET' if t_ref / t_our >= 100 else 'MISSED'}")
+    verdict = "MET" if t_ref / t_our >= 100 else "MISSED"
+    print(f"   {t_ref:>11.4f}s {t_our:>11.6f}s {t_ref / t_our:>8.0f}x   {verdict}")
 
     # 2. A whole step: every rollout scored, as lampo.train() does on its worker thread.
     step = [make_rollout(rng, i) for i in range(args.rollouts)]
@@ -127,7 +130,8 @@ def main():
     print(f"\n2) one step: {args.rollouts} responses x ~4000 words "
           f"(max |F1 diff| {max_diff:.1e}; {n_correct:.0f}/{args.rollouts} answers right)")
     print(f"   {'rouge-score':>12} {'ours ROUGE-L':>13} {'ours reward()':>14} {'speed-up (reward)':>18}")
-    print(f"   {t_step_ref:>11.2f}s {t_step_our:>12.3f}s {t_step_reward:>13.3f}s {t_step_ref / t_step_reward:>17.0f}x")
+    print(f"   {t_step_ref:>11.2f}s {t_step_our:>12.3f}s {t_step_reward:>13.3f}s "
+          f"{t_step_ref / t_step_reward:>17.0f}x")
 
     # 3. Share of a step. The step time is assumed (see the docstring), the scoring time measured.
     share = t_step_reward / args.step_seconds

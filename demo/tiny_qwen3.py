@@ -34,8 +34,8 @@ def build_tiny_model(path, vocab_size=None, seed=0, extra_tokens=(), **config):
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     tok.add_tokens(["<think>", "</think>", *extra_tokens])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        chat_template=QWEN3_CHAT_TEMPLATE)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", chat_template=QWEN3_CHAT_TEMPLATE)
     tokenizer.save_pretrained(path)
     end_ids = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id]
     settings = dict(vocab_size=vocab_size or len(tokenizer), eos_token_id=end_ids,
