@@ -201,6 +201,9 @@ if __name__ == "__main__":
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seq <= PROMPT_COLUMNS or args.batch < 1:
+        parser.error(f"--seq must exceed the {PROMPT_COLUMNS} prompt columns (the rest is the scored "
+                     "response) and --batch must be at least 1")
     if args.worker:
         args.chunk_tokens = int(args.chunk_tokens[0]) if args.chunk_tokens else 0
         worker(args)
