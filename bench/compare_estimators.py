@@ -9,6 +9,7 @@ learning rate and sampling for every estimator; only the advantage (and the ROUG
     grpo             --advantage grpo --rouge-weight 0     (the paper's GRPO baseline)
     rloo             --advantage rloo                      (LamPO with every lam_ij = 1)
     lampo-no-rouge   --advantage lampo --rouge-weight 0    (the pairwise weights alone)
+    lampo-tau1       --advantage lampo --tau 1             (weights nearer 1: between LamPO and RLOO)
 
     pip install -r demo/requirements.txt
     python bench/compare_estimators.py                   # every cell not yet finished, seed by seed

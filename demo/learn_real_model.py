@@ -36,11 +36,13 @@ TRAINING = ["--no-thinking", "--max-new-tokens", "64", "--temperature", "0.7", "
             "--steps", "20", "--prompts-per-step", "4", "--group-size", "8", "--lr", "1e-5",
             "--micro-batch-size", "16", "--save-every", "5", "--log-samples-every", "5"]
 EVALUATION = ["--no-thinking", "--max-new-tokens", "64", "--samples", "4", "--batch-size", "64"]
-# The estimators compared, each as the flags that select it.
+# The estimators compared, each as the flags that select it. lampo-tau1 asks whether LamPO's
+# temperature is what separates it from RLOO (tau -> infinity is RLOO).
 ESTIMATORS = {"lampo": ["--advantage", "lampo"],
               "grpo": ["--advantage", "grpo", "--rouge-weight", "0"],
               "rloo": ["--advantage", "rloo"],
-              "lampo-no-rouge": ["--advantage", "lampo", "--rouge-weight", "0"]}
+              "lampo-no-rouge": ["--advantage", "lampo", "--rouge-weight", "0"],
+              "lampo-tau1": ["--advantage", "lampo", "--tau", "1"]}
 
 
 def run(command: list[str]) -> None:
